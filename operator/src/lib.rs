@@ -1,0 +1,13 @@
+//! Modelgate's operator: compiles `ModelDeployment` and `ModelGroupAlias` resources into a
+//! routing table for the data plane.
+//!
+//! - [`compile`]: the pure compiler, `(deployments, aliases, secrets, settings) -> (table,
+//!   diagnostics)`; all Kubernetes I/O stays outside it.
+//! - [`manifests`]: reads resource YAML from files (local mode, `check`, tests).
+//! - [`import`]: turns a LiteLLM proxy config into Modelgate resources.
+
+#![forbid(unsafe_code)]
+
+pub mod compile;
+pub mod import;
+pub mod manifests;

@@ -1,0 +1,134 @@
+//! `modelgate-operator`: the operator binary and its command-line tools.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use modelgate_crds::RouterSettings;
+use modelgate_operator::compile::{self, Inputs, Severity};
+use modelgate_operator::import;
+use modelgate_operator::manifests::Manifests;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "modelgate-operator",
+    version,
+    about = "Modelgate's operator and tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compile manifests as the operator would and report every diagnostic; exits 1 when
+    /// any object would be left out of the routing table.
+    Check(CheckArgs),
+    /// Convert another gateway's configuration into Modelgate resources.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Convert a LiteLLM proxy config (proxy_server_config.yaml).
+    Litellm(import::litellm::LitellmArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct CheckArgs {
+    /// Manifest files or folders (ModelDeployment, ModelGroupAlias, Secret, RouterSettings).
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// A RouterSettings document (instead of, or besides none in, the manifests).
+    #[arg(long)]
+    settings: Option<PathBuf>,
+    /// Namespace of the settings document, where its Secret references point.
+    #[arg(long, default_value = compile::DEFAULT_NAMESPACE)]
+    settings_namespace: String,
+    /// Print the compiled routing table (credentials redacted) as JSON.
+    #[arg(long)]
+    print_table: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check(args) => check(&args),
+        Command::Import(ImportCommand::Litellm(args)) => {
+            import::litellm::run(&args).map(|()| ExitCode::SUCCESS)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let manifests = Manifests::load(&args.files)?;
+    let settings = match &args.settings {
+        Some(path) => {
+            if manifests.settings.is_some() {
+                anyhow::bail!(
+                    "--settings given, but the manifests hold a RouterSettings document too"
+                );
+            }
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+            RouterSettings::from_yaml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
+        }
+        None => manifests.settings.clone().unwrap_or_default(),
+    };
+    for note in &manifests.ignored {
+        eprintln!("note: {note}");
+    }
+    let compiled = compile::compile(
+        &Inputs {
+            deployments: &manifests.deployments,
+            aliases: &manifests.aliases,
+            secrets: &manifests.secrets,
+            settings: &settings,
+            settings_namespace: &args.settings_namespace,
+        },
+        1,
+    );
+    let mut errors = 0;
+    for (key, diags) in compiled.diagnostics.iter() {
+        for d in diags {
+            if d.severity == Severity::Error {
+                errors += 1;
+            }
+            println!("{key}: {d}");
+        }
+    }
+    let table = &compiled.table;
+    if let Err(problems) = table.validate() {
+        for p in &problems {
+            println!("routing table: error: {p}");
+        }
+        errors += problems.len();
+    }
+    eprintln!(
+        "{} deployments, {} groups, {} aliases compiled into table {}; {errors} errors",
+        table.deployments.len(),
+        table.groups.len(),
+        table.aliases.len(),
+        table.version
+    );
+    if args.print_table {
+        println!("{}", serde_json::to_string_pretty(&table.redacted())?);
+    }
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
