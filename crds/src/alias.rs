@@ -106,6 +106,11 @@ pub struct ModelGroupAliasStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub targets: Vec<ResolvedTarget>,
+    /// The resolved targets in one line, e.g. `small-chat 90%, large-chat 10%` (the
+    /// TARGETS column of `kubectl get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub target_summary: Option<String>,
     /// How many data-plane pods serve this generation, out of how many.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dataplanes: Option<DataplaneCounts>,

@@ -5,9 +5,11 @@
 //!   diagnostics)`; all Kubernetes I/O stays outside it.
 //! - [`manifests`]: reads resource YAML from files (local mode, `check`, tests).
 //! - [`import`]: turns a LiteLLM proxy config into Modelgate resources.
+//! - [`status`]: pieces of resource status derived from the compiler's output.
 
 #![forbid(unsafe_code)]
 
 pub mod compile;
 pub mod import;
 pub mod manifests;
+pub mod status;

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use modelgate_crds::rules::describe;
 use modelgate_crds::{ModelGroupAlias, ModelGroupAliasSpec, RouterSettings};
 use modelgate_dataplane_api as api;
 
@@ -128,12 +129,7 @@ pub(crate) fn compile_aliases(
         let spec = &a.spec;
         let errors = spec.validate();
         if !errors.is_empty() {
-            let msg = errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ");
-            diags.error(key, Reason::InvalidSpec, msg);
+            diags.error(key, Reason::InvalidSpec, describe(&errors));
             continue;
         }
         if let Err((reason, msg)) = check_name(owners, settings, &spec.alias, &key.namespace) {

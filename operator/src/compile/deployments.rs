@@ -3,6 +3,7 @@
 use modelgate_crds::deployment::{
     ConcurrencyScope, Credentials, Limits, ModelDeploymentSpec, ModelInfo, Routing,
 };
+use modelgate_crds::rules::describe;
 use modelgate_crds::{Mode, Probe, Provider, RouterSettings, parse_duration};
 use modelgate_dataplane_api as api;
 
@@ -37,12 +38,7 @@ pub(crate) fn compile_deployment(
 
     let errors = spec.validate();
     if !errors.is_empty() {
-        let msg = errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ");
-        diags.error(key, Reason::InvalidSpec, msg);
+        diags.error(key, Reason::InvalidSpec, describe(&errors));
         return None;
     }
     if let Err((reason, msg)) = check_name(owners, router_settings, &spec.model, ns) {
