@@ -4,7 +4,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Condition, MAX_MODEL_NAME};
+use crate::common::{Condition, MAX_FALLBACKS, MAX_MODEL_NAME, MAX_TARGETS};
 use crate::deployment::DataplaneCounts;
 use crate::rules::{self, FieldError};
 
@@ -56,11 +56,11 @@ pub struct ModelGroupAliasSpec {
     #[schemars(length(max = MAX_MODEL_NAME))]
     pub alias: String,
     /// Model groups (or other aliases) the alias splits traffic across, by weight.
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = MAX_TARGETS))]
     pub targets: Vec<AliasTarget>,
     /// Model groups (or aliases) tried in order when every target fails.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8), inner(length(max = MAX_MODEL_NAME)))]
+    #[schemars(length(max = MAX_FALLBACKS), inner(length(max = MAX_MODEL_NAME)))]
     #[x_kube(validation = kube::core::Rule::new(rules::FALLBACK_NAMES_RULE).message(rules::FALLBACK_NAMES_MESSAGE))]
     #[x_kube(validation = kube::core::Rule::new(rules::FALLBACKS_UNIQUE_RULE).message(rules::FALLBACKS_UNIQUE_MESSAGE))]
     pub fallbacks: Vec<String>,

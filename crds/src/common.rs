@@ -16,6 +16,20 @@ pub const MAX_SECRET_KEY: usize = 253;
 pub const MAX_URL: usize = 2048;
 /// Largest length accepted for a duration string such as `1m30s`.
 pub const MAX_DURATION: usize = 32;
+/// Largest length of `upstream.apiVersion` and `upstream.region`.
+pub const MAX_SHORT_TEXT: usize = 64;
+/// Most extra headers of one upstream.
+pub const MAX_HEADERS: usize = 32;
+/// Largest length of a header name.
+pub const MAX_HEADER_NAME: usize = 128;
+/// Largest length of a header value.
+pub const MAX_HEADER_VALUE: usize = 4096;
+/// Largest canned answer of the mock provider.
+pub const MAX_MOCK_RESPONSE: usize = 65536;
+/// Most targets of one alias.
+pub const MAX_TARGETS: usize = 16;
+/// Most fallbacks of one alias.
+pub const MAX_FALLBACKS: usize = 8;
 
 /// CEL rule (and regular expression) every duration string must match.
 pub const DURATION_RULE: &str = r"self.matches('^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$')";

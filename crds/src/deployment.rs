@@ -5,8 +5,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    Condition, DURATION_MESSAGE, DURATION_RULE, MAX_DURATION, MAX_MODEL_NAME, MAX_OBJECT_NAME,
-    MAX_SECRET_KEY, MAX_URL, SecretKeySelector, URL_MESSAGE, URL_RULE,
+    Condition, DURATION_MESSAGE, DURATION_RULE, MAX_DURATION, MAX_HEADER_NAME, MAX_HEADER_VALUE,
+    MAX_HEADERS, MAX_MOCK_RESPONSE, MAX_MODEL_NAME, MAX_OBJECT_NAME, MAX_SECRET_KEY,
+    MAX_SHORT_TEXT, MAX_URL, SecretKeySelector, URL_MESSAGE, URL_RULE,
 };
 use crate::rules::{self, FieldError};
 
@@ -171,17 +172,17 @@ pub struct Upstream {
     /// API version sent to the upstream (Azure's `api-version`, Anthropic's `anthropic-version`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new("self.size() > 0").message("apiVersion must not be empty when set"))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_SHORT_TEXT))]
     pub api_version: Option<String>,
     /// Cloud region of the upstream (required for Bedrock, e.g. `us-east-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = kube::core::Rule::new(rules::REGION_RULE).message(rules::REGION_MESSAGE))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = MAX_SHORT_TEXT))]
     pub region: Option<String>,
     /// Extra HTTP headers sent with every upstream request. Credentials never go here:
     /// `Authorization`, `api-key` and `x-api-key` are refused; use `credentials`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = MAX_HEADERS))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub headers: Vec<Header>,
     /// Where the upstream's credentials are: one Secret in the same namespace.
@@ -199,10 +200,10 @@ pub struct Upstream {
 #[x_kube(validation = kube::core::Rule::new(rules::HEADER_VALUE_RULE).message(rules::HEADER_VALUE_MESSAGE))]
 pub struct Header {
     /// Header name, e.g. `OpenAI-Organization`.
-    #[schemars(length(max = 128))]
+    #[schemars(length(max = MAX_HEADER_NAME))]
     pub name: String,
     /// Header value (not a secret: it is visible to anyone who can read the resource).
-    #[schemars(length(max = 4096))]
+    #[schemars(length(max = MAX_HEADER_VALUE))]
     pub value: String,
 }
 
@@ -254,7 +255,7 @@ pub struct CredentialKeys {
 pub struct MockUpstream {
     /// Text of every chat or completion answer; a short greeting naming the model when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 65536))]
+    #[schemars(length(max = MAX_MOCK_RESPONSE))]
     pub response: Option<String>,
     /// Delay before answering (and between streamed chunks), e.g. `50ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,11 @@
 //! so the CEL tests can check that both sides reject the same objects for the same reasons.
 
 use crate::alias::ModelGroupAliasSpec;
-use crate::common::{DURATION_MESSAGE, MAX_DURATION, URL_MESSAGE, is_http_url, parse_duration};
+use crate::common::{
+    DURATION_MESSAGE, MAX_DURATION, MAX_FALLBACKS, MAX_HEADER_NAME, MAX_HEADER_VALUE, MAX_HEADERS,
+    MAX_MOCK_RESPONSE, MAX_MODEL_NAME, MAX_OBJECT_NAME, MAX_SECRET_KEY, MAX_SHORT_TEXT,
+    MAX_TARGETS, MAX_URL, URL_MESSAGE, is_http_url, parse_duration,
+};
 use crate::deployment::{ModelDeploymentSpec, Probe, Provider, Upstream};
 
 /// One rule an object breaks, with the path of the field that breaks it.
@@ -158,6 +162,28 @@ impl Errors {
         }
     }
 
+    /// The schema's `maxLength` (in characters, as the API server counts them).
+    fn max_len(&mut self, value: Option<&str>, max: usize, path: &str) {
+        if let Some(v) = value
+            && v.chars().count() > max
+        {
+            self.0.push(FieldError {
+                path: path.to_owned(),
+                message: format!("may not be longer than {max} characters"),
+            });
+        }
+    }
+
+    /// The schema's `maxItems`.
+    fn max_items(&mut self, len: usize, max: usize, path: &str) {
+        if len > max {
+            self.0.push(FieldError {
+                path: path.to_owned(),
+                message: format!("may not have more than {max} items"),
+            });
+        }
+    }
+
     fn at_least(&mut self, value: Option<i64>, min: i64, path: &str, message: &str) {
         if let Some(v) = value {
             self.check(v >= min, path, message);
@@ -165,8 +191,83 @@ impl Errors {
     }
 }
 
+/// The schema's length bounds (`maxLength`, `maxItems`) of a deployment, which the API
+/// server checks before any CEL rule.
+fn deployment_bounds(e: &mut Errors, spec: &ModelDeploymentSpec) {
+    let u = &spec.upstream;
+    e.max_len(Some(&spec.model), MAX_MODEL_NAME, "spec.model");
+    e.max_len(u.model.as_deref(), MAX_MODEL_NAME, "spec.upstream.model");
+    e.max_len(u.api_base.as_deref(), MAX_URL, "spec.upstream.apiBase");
+    e.max_len(
+        u.api_version.as_deref(),
+        MAX_SHORT_TEXT,
+        "spec.upstream.apiVersion",
+    );
+    e.max_len(u.region.as_deref(), MAX_SHORT_TEXT, "spec.upstream.region");
+    e.max_items(u.headers.len(), MAX_HEADERS, "spec.upstream.headers");
+    for (i, h) in u.headers.iter().enumerate() {
+        // Paths are built only for a header that breaks a bound.
+        if h.name.len() > MAX_HEADER_NAME || h.value.len() > MAX_HEADER_VALUE {
+            let path = format!("spec.upstream.headers[{i}]");
+            e.max_len(Some(&h.name), MAX_HEADER_NAME, &format!("{path}.name"));
+            e.max_len(Some(&h.value), MAX_HEADER_VALUE, &format!("{path}.value"));
+        }
+    }
+    if let Some(c) = &u.credentials {
+        if let Some(r) = &c.secret_key_ref {
+            e.max_len(
+                Some(&r.name),
+                MAX_OBJECT_NAME,
+                "spec.upstream.credentials.secretKeyRef.name",
+            );
+            e.max_len(
+                Some(&r.key),
+                MAX_SECRET_KEY,
+                "spec.upstream.credentials.secretKeyRef.key",
+            );
+        }
+        e.max_len(
+            c.secret_name.as_deref(),
+            MAX_OBJECT_NAME,
+            "spec.upstream.credentials.secretName",
+        );
+        if let Some(k) = &c.keys {
+            for (v, path) in [
+                (&k.api_key, "apiKey"),
+                (&k.access_key_id, "accessKeyId"),
+                (&k.secret_access_key, "secretAccessKey"),
+                (&k.session_token, "sessionToken"),
+            ] {
+                e.max_len(
+                    v.as_deref(),
+                    MAX_SECRET_KEY,
+                    &format!("spec.upstream.credentials.keys.{path}"),
+                );
+            }
+        }
+    }
+    if let Some(m) = &u.mock {
+        e.max_len(
+            m.response.as_deref(),
+            MAX_MOCK_RESPONSE,
+            "spec.upstream.mock.response",
+        );
+    }
+    if let Some(info) = &spec.model_info {
+        e.max_len(
+            info.base_model.as_deref(),
+            MAX_MODEL_NAME,
+            "spec.modelInfo.baseModel",
+        );
+    }
+    if let Some(h) = &spec.health_check {
+        e.max_len(h.url.as_deref(), MAX_URL, "spec.healthCheck.url");
+    }
+}
+
 pub(crate) fn check_deployment(spec: &ModelDeploymentSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
+    deployment_bounds(&mut e, spec);
     e.check(
         !spec.model.is_empty() && !spec.model.chars().any(char::is_whitespace),
         "spec.model",
@@ -392,6 +493,19 @@ fn check_upstream(e: &mut Errors, u: &Upstream) {
 
 pub(crate) fn check_alias(spec: &ModelGroupAliasSpec) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
+    e.max_len(Some(&spec.alias), MAX_MODEL_NAME, "spec.alias");
+    e.max_items(spec.targets.len(), MAX_TARGETS, "spec.targets");
+    for (i, t) in spec.targets.iter().enumerate() {
+        e.max_len(
+            Some(&t.model),
+            MAX_MODEL_NAME,
+            &format!("spec.targets[{i}].model"),
+        );
+    }
+    e.max_items(spec.fallbacks.len(), MAX_FALLBACKS, "spec.fallbacks");
+    for (i, f) in spec.fallbacks.iter().enumerate() {
+        e.max_len(Some(f), MAX_MODEL_NAME, &format!("spec.fallbacks[{i}]"));
+    }
     e.check(name_ok(&spec.alias), "spec.alias", ALIAS_NAME_MESSAGE);
     for (i, t) in spec.targets.iter().enumerate() {
         let path = format!("spec.targets[{i}]");
@@ -444,4 +558,37 @@ pub(crate) fn check_alias(spec: &ModelGroupAliasSpec) -> Vec<FieldError> {
         FALLBACKS_UNIQUE_MESSAGE,
     );
     e.0
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ModelDeploymentSpec, ModelGroupAliasSpec};
+
+    #[test]
+    fn schema_bounds_are_checked_too() {
+        let long = "m".repeat(300);
+        let spec: ModelDeploymentSpec = serde_json::from_value(serde_json::json!({
+            "model": long, "upstream": {"provider": "mock"}
+        }))
+        .expect("spec");
+        let errors = spec.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "spec.model: may not be longer than 256 characters"
+        );
+
+        let targets: Vec<_> = (0..17)
+            .map(|i| serde_json::json!({"model": format!("m{i}")}))
+            .collect();
+        let alias: ModelGroupAliasSpec =
+            serde_json::from_value(serde_json::json!({"alias": "a", "targets": targets}))
+                .expect("spec");
+        let errors = alias.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].to_string(),
+            "spec.targets: may not have more than 16 items"
+        );
+    }
 }

@@ -401,6 +401,36 @@ fn wildcards() {
 }
 
 #[test]
+fn a_newer_wildcard_does_not_take_an_older_concrete_name() {
+    let deployments = [
+        created_at(mock("team-a", "pinned", "openai/gpt-4o"), 1),
+        created_at(
+            deployment(
+                "team-b",
+                "any",
+                "{model: 'openai/*', upstream: {provider: mock}}",
+            ),
+            2,
+        ),
+    ];
+    let c = run(
+        &deployments,
+        &[],
+        &SecretStore::new(),
+        &RouterSettings::default(),
+    );
+    assert!(c.diagnostics.is_empty(), "{:?}", c.diagnostics);
+    assert_eq!(
+        c.table.group("openai/gpt-4o").map(|g| g.namespace.as_str()),
+        Some("team-a")
+    );
+    assert_eq!(
+        c.table.group("openai/*").map(|g| g.namespace.as_str()),
+        Some("team-b")
+    );
+}
+
+#[test]
 fn master_key_fails_closed() {
     let s = settings("masterKey: {secretKeyRef: {name: admin, key: master}}");
     let d = [mock("team", "m", "m")];

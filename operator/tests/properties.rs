@@ -253,6 +253,59 @@ proptest! {
     }
 }
 
+/// Every route of `base` is in `grown`, unchanged.
+fn routes_kept(base: &Compiled, grown: &Compiled) -> Result<(), TestCaseError> {
+    for d in &base.table.deployments {
+        prop_assert_eq!(
+            Some(d),
+            grown.table.deployment(&d.id),
+            "deployment {}",
+            d.id
+        );
+    }
+    for g in &base.table.groups {
+        prop_assert_eq!(Some(g), grown.table.group(&g.name), "group {}", g.name);
+    }
+    for a in &base.table.aliases {
+        prop_assert_eq!(Some(a), grown.table.alias(&a.name), "alias {}", a.name);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A team cannot take another team's traffic: whatever a namespace with nothing in the
+    /// fleet yet creates, every route that existed stays as it was.
+    #[test]
+    fn a_new_namespace_takes_no_route(
+        deps in prop::collection::vec(deployment_case(), 1..10),
+        aliases in prop::collection::vec(alias_case(), 0..5),
+        new_deps in prop::collection::vec(deployment_case(), 0..3),
+        new_aliases in prop::collection::vec(alias_case(), 0..3),
+    ) {
+        let (d, a) = build(&deps, &aliases);
+        let secrets = store(&deps);
+        let settings = RouterSettings::default();
+        let base = run(&d, &a, &secrets, &settings);
+        let (mut nd, mut na) = build(&new_deps, &new_aliases);
+        let mut d2 = d.clone();
+        let mut a2 = a.clone();
+        for (i, mut x) in nd.drain(..).enumerate() {
+            x.metadata.namespace = Some("newcomer".to_owned());
+            x.metadata.name = Some(format!("new-d{i}"));
+            d2.push(created_at(x, 3500));
+        }
+        for (i, mut x) in na.drain(..).enumerate() {
+            x.metadata.namespace = Some("newcomer".to_owned());
+            x.metadata.name = Some(format!("new-x{i}"));
+            a2.push(created_at(x, 3500));
+        }
+        let grown = run(&d2, &a2, &secrets, &settings);
+        routes_kept(&base, &grown)?;
+    }
+}
+
 /// A deterministic Fisher-Yates shuffle (xorshift), so failures reproduce from the seed.
 fn shuffle<T>(items: &mut [T], seed: u64) {
     let mut x = seed | 1;

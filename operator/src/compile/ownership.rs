@@ -1,6 +1,12 @@
-//! Who owns a model name: the namespace of its oldest deployment (then namespace/name
+//! Who owns a model name: the namespace of its oldest resource (then namespace/name
 //! order). Another namespace may use the name only when the router settings share it, so
 //! that no team can take another's traffic by naming a model.
+//!
+//! A `provider/*` wildcard group claims every `provider/x` it would serve. Between a
+//! wildcard and a concrete name of different namespaces, the older claim wins: a concrete
+//! name created after another namespace's wildcard is refused (`WildcardConflict`), and a
+//! wildcard created after another namespace's concrete name leaves that name to its owner
+//! (an exact name always routes before a wildcard).
 
 use std::collections::BTreeMap;
 
@@ -13,8 +19,8 @@ use super::{Meta, ObjectKey};
 
 /// Owners of model and alias names.
 pub(crate) struct Owners {
-    /// Name -> namespace of the oldest object (deployment or alias) claiming it.
-    names: BTreeMap<String, String>,
+    /// Name -> the oldest object (deployment or alias) claiming it.
+    names: BTreeMap<String, Meta>,
     /// Alias name -> the oldest alias defining it.
     aliases: BTreeMap<String, ObjectKey>,
 }
@@ -42,7 +48,7 @@ impl Owners {
         Self {
             names: names
                 .into_iter()
-                .map(|(k, m)| (k.to_owned(), m.key.namespace.clone()))
+                .map(|(k, m)| (k.to_owned(), m.clone()))
                 .collect(),
             aliases: alias_owners
                 .into_iter()
@@ -53,7 +59,7 @@ impl Owners {
 
     /// Namespace owning the model or alias name `name`.
     pub fn owner(&self, name: &str) -> Option<&str> {
-        self.names.get(name).map(String::as_str)
+        self.names.get(name).map(|m| m.key.namespace.as_str())
     }
 
     /// The oldest alias defining `name`.
@@ -62,15 +68,15 @@ impl Owners {
     }
 
     /// The wildcard group (`provider/*`) that a concrete `name` falls under, with the
-    /// namespace owning it.
+    /// namespace owning it, when that wildcard's claim is older than the name's own.
     pub fn wildcard_over(&self, name: &str) -> Option<(String, &str)> {
-        if name.ends_with("/*") {
-            return None;
-        }
-        let (prefix, _) = name.split_once('/')?;
-        let pattern = format!("{prefix}/*");
-        let owner = self.names.get(&pattern)?;
-        Some((pattern, owner.as_str()))
+        let pattern = modelgate_dataplane_api::wildcard_pattern(name)?;
+        let wildcard = self.names.get(&pattern)?;
+        let older = self
+            .names
+            .get(name)
+            .is_none_or(|own| wildcard.age_key() < own.age_key());
+        older.then_some((pattern, wildcard.key.namespace.as_str()))
     }
 }
 
