@@ -4,7 +4,23 @@
 //! refused with its reasons and the one already served keeps serving; entries this build
 //! cannot serve are skipped and reported, never a reason to refuse every route.
 
+use std::io::Read;
+
+use bytes::Bytes;
 use modelgate_dataplane_api::{DecodeError, RoutingTable, Skipped, TableError};
+
+/// Bodies and files may be gzip-compressed (the snapshot Secret stores them so).
+pub fn maybe_gunzip(bytes: Bytes) -> Result<Bytes, std::io::Error> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(bytes.len() * 4);
+        flate2::read::GzDecoder::new(&bytes[..])
+            .take(1024 * 1024 * 1024)
+            .read_to_end(&mut out)?;
+        Ok(Bytes::from(out))
+    } else {
+        Ok(bytes)
+    }
+}
 
 /// Why a table was refused.
 #[derive(Debug, thiserror::Error)]

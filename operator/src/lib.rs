@@ -4,6 +4,7 @@
 //! - [`compile`]: the pure compiler, `(deployments, aliases, secrets, settings) -> (table,
 //!   diagnostics)`; all Kubernetes I/O stays outside it.
 //! - [`manifests`]: reads resource YAML from files (local mode, `check`, tests).
+//! - [`local`]: `operator local`, the gateway on a laptop: manifests compiled and served in-process.
 //! - [`import`]: turns a LiteLLM proxy config into Modelgate resources.
 //! - [`status`]: pieces of resource status derived from the compiler's output.
 
@@ -11,5 +12,6 @@
 
 pub mod compile;
 pub mod import;
+pub mod local;
 pub mod manifests;
 pub mod status;

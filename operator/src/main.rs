@@ -8,8 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use modelgate_crds::RouterSettings;
 use modelgate_operator::compile::{self, Inputs, Severity};
-use modelgate_operator::import;
 use modelgate_operator::manifests::Manifests;
+use modelgate_operator::{import, local};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -30,6 +30,8 @@ enum Command {
     /// Convert another gateway's configuration into Modelgate resources.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Serve the gateway locally from manifest files, no cluster needed; reloads on change.
+    Local(local::LocalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Import(ImportCommand::Litellm(args)) => {
             import::litellm::run(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Local(args) => run_local(args),
     };
     match result {
         Ok(code) => code,
@@ -69,6 +72,21 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn run_local(args: local::LocalArgs) -> anyhow::Result<ExitCode> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MODELGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(local::run(args))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {

@@ -12,11 +12,13 @@
 #![forbid(unsafe_code)]
 
 mod canonical;
+mod health;
 mod secret;
 mod table;
 mod validate;
 
 pub use canonical::canonical_json;
+pub use health::{DeploymentHealth, HealthReport};
 pub use secret::{REDACTED, SecretValue};
 pub use table::*;
 pub use validate::{Skipped, TableError};

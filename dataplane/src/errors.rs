@@ -1,0 +1,296 @@
+//! Errors as clients see them. Every error the data plane answers with is an [`ApiError`]
+//! and becomes a response in exactly one place, [`ApiError::into_response`], in OpenAI's
+//! shape `{"error": {"message", "type", "param", "code"}}` with the status code the
+//! official SDKs map to the right exception.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde::Serialize;
+
+use crate::body::{Body, full};
+
+/// An error a client receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Human-readable message (never a credential, never a prompt).
+    pub message: String,
+    /// OpenAI error `type`.
+    pub kind: &'static str,
+    /// The request parameter at fault, if any.
+    pub param: Option<String>,
+    /// Machine-readable code.
+    pub code: Option<&'static str>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<Duration>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    message: &'a str,
+    r#type: &'a str,
+    param: Option<&'a str>,
+    code: Option<&'a str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400: the request is malformed.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// 400 naming the parameter at fault.
+    pub fn invalid_param(param: &str, message: impl Into<String>) -> Self {
+        Self {
+            param: Some(param.to_owned()),
+            ..Self::bad_request(message)
+        }
+    }
+
+    /// 401: missing or wrong key.
+    pub fn unauthorized() -> Self {
+        Self {
+            code: Some("invalid_api_key"),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "authentication_error",
+                "Missing or invalid API key: send Authorization: Bearer <key>.",
+            )
+        }
+    }
+
+    /// 404: no such model.
+    pub fn model_not_found(model: &str) -> Self {
+        Self {
+            param: Some("model".to_owned()),
+            code: Some("model_not_found"),
+            ..Self::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("The model `{model}` does not exist or you do not have access to it."),
+            )
+        }
+    }
+
+    /// 404: no such route.
+    pub fn not_found(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("Unknown path {path}."),
+        )
+    }
+
+    /// 405.
+    pub fn method_not_allowed(method: &http::Method, path: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("{method} is not allowed on {path}."),
+        )
+    }
+
+    /// 413: the body is over the limit.
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("Request body is larger than {limit} bytes."),
+        )
+    }
+
+    /// 429 with `Retry-After`.
+    pub fn rate_limited(message: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        Self {
+            code: Some("rate_limit_exceeded"),
+            retry_after,
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+        }
+    }
+
+    /// 503: nothing can serve right now.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            message,
+        )
+    }
+
+    /// 504: the upstream did not answer in time.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "timeout", message)
+    }
+
+    /// 502: the upstream failed.
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+    }
+
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+    }
+
+    /// An upstream's error answer, passed on with its status and message.
+    pub fn from_upstream(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Self {
+        let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let error = parsed.as_ref().and_then(|v| v.get("error"));
+        let message = error
+            .and_then(|e| {
+                e.get("message")
+                    .and_then(|m| m.as_str())
+                    .or_else(|| e.as_str())
+            })
+            .map(str::to_owned)
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(body);
+                let text = text.trim();
+                if text.is_empty() {
+                    format!("upstream answered {status}")
+                } else {
+                    text.chars().take(1000).collect()
+                }
+            });
+        let kind = match status.as_u16() {
+            400 | 404 | 409 | 413 | 422 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            408 | 504 => "timeout",
+            429 => "rate_limit_error",
+            _ => "upstream_error",
+        };
+        let code = error
+            .and_then(|e| e.get("code"))
+            .and_then(|c| c.as_str())
+            .and_then(known_code);
+        Self {
+            status,
+            message,
+            kind,
+            param: error
+                .and_then(|e| e.get("param"))
+                .and_then(|p| p.as_str())
+                .map(str::to_owned),
+            code,
+            retry_after,
+        }
+    }
+
+    /// True for errors that mean the prompt does not fit the model's context window.
+    pub fn is_context_window(&self) -> bool {
+        self.code == Some("context_length_exceeded")
+    }
+
+    /// The JSON body.
+    pub fn to_json(&self) -> Bytes {
+        let envelope = Envelope {
+            error: Inner {
+                message: &self.message,
+                r#type: self.kind,
+                param: self.param.as_deref(),
+                code: self.code,
+            },
+        };
+        Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+    }
+
+    /// The response: the one place an error becomes HTTP.
+    pub fn into_response(self) -> Response<Body> {
+        let mut resp = Response::new(full(self.to_json()));
+        *resp.status_mut() = self.status;
+        let headers = resp.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Error codes worth keeping from an upstream (a fixed set, so that a code never echoes
+/// arbitrary upstream text into a `&'static str`).
+fn known_code(code: &str) -> Option<&'static str> {
+    const CODES: [&str; 6] = [
+        "context_length_exceeded",
+        "invalid_api_key",
+        "model_not_found",
+        "rate_limit_exceeded",
+        "insufficient_quota",
+        "content_filter",
+    ];
+    CODES.iter().find(|c| **c == code).copied()
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.kind,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openai_shape() {
+        let e = ApiError::model_not_found("nope");
+        let v: serde_json::Value = serde_json::from_slice(&e.to_json()).expect("json");
+        assert_eq!(v["error"]["code"], "model_not_found");
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("nope"))
+        );
+        let resp =
+            ApiError::rate_limited("slow down", Some(Duration::from_millis(1500))).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn upstream_errors_keep_message_and_known_codes() {
+        let body = br#"{"error":{"message":"This model's maximum context length is 8192 tokens","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
+        let e = ApiError::from_upstream(StatusCode::BAD_REQUEST, body, None);
+        assert!(e.is_context_window());
+        assert_eq!(e.param.as_deref(), Some("messages"));
+        let e = ApiError::from_upstream(StatusCode::BAD_GATEWAY, b"<html>oops</html>", None);
+        assert_eq!(e.message, "<html>oops</html>");
+        assert_eq!(e.code, None);
+    }
+}

@@ -1,0 +1,332 @@
+//! The HTTP servers: the OpenAI API (port 4000) and the token-protected admin API
+//! (port 4001), each an HTTP/1.1 accept loop with graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::app::App;
+use crate::body::{Body, ReadError, json, read_limited};
+use crate::errors::ApiError;
+use crate::info;
+use crate::providers::Endpoint;
+use crate::proxy;
+
+/// Runs an accept loop until `shutdown` turns true, then lets open connections finish
+/// (within `drain`), closing idle keep-alive connections at once.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let handler = handler.clone();
+                let mut shutdown = shutdown.clone();
+                connections.spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let handler = handler.clone();
+                        async move { Ok::<_, Infallible>(handler(req).await) }
+                    });
+                    let conn = http1::Builder::new()
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(stream), svc);
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = stopped(&mut shutdown) => {
+                            conn.as_mut().graceful_shutdown();
+                            let _ = conn.await;
+                        }
+                    }
+                });
+            }
+            _ = stopped(&mut shutdown) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(drain, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.shutdown().await;
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// The request id: the client's `x-request-id`, or a new one.
+fn request_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get("x-request-id")
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .cloned()
+        .unwrap_or_else(|| {
+            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
+            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+        })
+}
+
+/// Compares two secrets in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The key a client presented: `Authorization: Bearer`, `api-key` or `x-api-key`.
+fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        let v = v.as_bytes();
+        let prefix = b"Bearer ";
+        if v.len() > prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            return Some(&v[prefix.len()..]);
+        }
+        return Some(v);
+    }
+    headers
+        .get("api-key")
+        .or_else(|| headers.get("x-api-key"))
+        .map(HeaderValue::as_bytes)
+}
+
+/// The public OpenAI API.
+pub async fn public(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let id = request_id(req.headers());
+    let mut resp = public_inner(&app, req).await;
+    resp.headers_mut().insert("x-request-id", id);
+    resp
+}
+
+async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    match (method.clone(), path.as_str()) {
+        (Method::GET, "/health/liveliness" | "/health/liveness") => {
+            return json_response(StatusCode::OK, &json!({"status": "alive"}));
+        }
+        (Method::GET, "/health/readiness") => {
+            let (status, text) = if app.draining() {
+                (StatusCode::SERVICE_UNAVAILABLE, "draining")
+            } else if app.router().is_none() {
+                (StatusCode::SERVICE_UNAVAILABLE, "no routing table loaded")
+            } else {
+                (StatusCode::OK, "ready")
+            };
+            let served = app.served();
+            return json_response(
+                status,
+                &json!({"status": text, "revision": served.as_ref().map(|s| s.0), "version": served.map(|s| s.1)}),
+            );
+        }
+        _ => {}
+    }
+    let Some(router) = app.router() else {
+        return ApiError::unavailable("no routing table loaded yet").into_response();
+    };
+    if let Some(key) = &router.master_key {
+        let ok = presented_key(req.headers())
+            .is_some_and(|k| constant_time_eq(k, key.expose().as_bytes()));
+        if !ok {
+            return ApiError::unauthorized().into_response();
+        }
+    }
+    let endpoint = match path.as_str() {
+        "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
+        "/v1/completions" | "/completions" => Some(Endpoint::Completions),
+        "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
+        _ => None,
+    };
+    if let Some(endpoint) = endpoint {
+        if method != Method::POST {
+            return ApiError::method_not_allowed(&method, &path).into_response();
+        }
+        let (parts, body) = req.into_parts();
+        let limit = router.settings().max_request_body_bytes;
+        if let Some(len) = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            && len > limit
+        {
+            return ApiError::too_large(limit).into_response();
+        }
+        let body = match read_limited(body, limit).await {
+            Ok(b) => b,
+            Err(ReadError::TooLarge(l)) => return ApiError::too_large(l).into_response(),
+            Err(ReadError::Io(e)) => {
+                return ApiError::bad_request(format!("cannot read the request body: {e}"))
+                    .into_response();
+            }
+        };
+        let served = proxy::serve(router, &app.client, endpoint, &parts.headers, body).await;
+        let mut resp = served.response;
+        let headers = resp.headers_mut();
+        if let Some(id) = served
+            .deployment
+            .and_then(|d| HeaderValue::from_str(&d).ok())
+        {
+            headers.insert("x-modelgate-deployment", id);
+        }
+        headers.insert("x-modelgate-attempts", HeaderValue::from(served.attempts));
+        return resp;
+    }
+    if method != Method::GET {
+        return if info::is_info_path(&path) {
+            ApiError::method_not_allowed(&method, &path).into_response()
+        } else {
+            ApiError::not_found(&path).into_response()
+        };
+    }
+    match info::get(&router, &path) {
+        Some(Ok(value)) => json_response(StatusCode::OK, &value),
+        Some(Err(e)) => e.into_response(),
+        None => ApiError::not_found(&path).into_response(),
+    }
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut resp = Response::new(json(value));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The admin token: a file re-read when it changes; during a rotation the previous token
+/// stays valid until the next change.
+#[derive(Debug)]
+pub struct AdminToken {
+    path: Option<PathBuf>,
+    tokens: Mutex<(Option<Bytes>, Option<Bytes>)>,
+}
+
+impl AdminToken {
+    /// Tokens read from `path` (no token file: the admin API refuses every request).
+    pub fn from_file(path: Option<PathBuf>) -> Self {
+        Self {
+            path,
+            tokens: Mutex::new((None, None)),
+        }
+    }
+
+    /// True when `presented` is the current or the previous token.
+    pub fn check(&self, presented: Option<&[u8]>) -> bool {
+        let Some(path) = &self.path else {
+            return false;
+        };
+        let current = std::fs::read(path)
+            .ok()
+            .map(|b| Bytes::from(String::from_utf8_lossy(&b).trim().to_owned()))
+            .filter(|b| !b.is_empty());
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cur) = current
+            && tokens.0.as_ref() != Some(&cur)
+        {
+            let old = tokens.0.take();
+            *tokens = (Some(cur), old);
+        }
+        let Some(presented) = presented else {
+            return false;
+        };
+        [&tokens.0, &tokens.1]
+            .into_iter()
+            .flatten()
+            .any(|t| constant_time_eq(t, presented))
+    }
+}
+
+/// The admin API.
+pub async fn admin(
+    app: Arc<App>,
+    token: Arc<AdminToken>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if !token.check(presented_key(req.headers())) {
+        return ApiError::unauthorized().into_response();
+    }
+    let path = req.uri().path().to_owned();
+    match (req.method().clone(), path.as_str()) {
+        (Method::PUT, "/v1/routing-table") => {
+            let body = match read_limited(req.into_body(), 512 * 1024 * 1024).await {
+                Ok(b) => b,
+                Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+            };
+            let body = match crate::table::maybe_gunzip(body) {
+                Ok(b) => b,
+                Err(e) => return ApiError::bad_request(e.to_string()).into_response(),
+            };
+            match app.offer_json(&body) {
+                Ok(a) => json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "revision": a.revision,
+                        "version": a.version,
+                        "changed": a.changed,
+                        "skipped": a.skipped.iter().map(|s| json!({"id": s.id, "reason": s.reason})).collect::<Vec<_>>(),
+                    }),
+                ),
+                Err(refused) => {
+                    let status = match refused {
+                        crate::table::Refused::Stale { .. }
+                        | crate::table::Refused::Conflict { .. } => StatusCode::CONFLICT,
+                        _ => StatusCode::UNPROCESSABLE_ENTITY,
+                    };
+                    let mut e = ApiError::bad_request(refused.to_string());
+                    e.status = status;
+                    e.into_response()
+                }
+            }
+        }
+        (Method::GET, "/v1/routing-table/version") => match app.served() {
+            Some((revision, version)) => json_response(
+                StatusCode::OK,
+                &json!({"revision": revision, "version": version}),
+            ),
+            None => ApiError::unavailable("no routing table loaded yet").into_response(),
+        },
+        (Method::GET, "/v1/health-report") => {
+            let report = app.health_report();
+            json_response(
+                StatusCode::OK,
+                &serde_json::to_value(report).unwrap_or_default(),
+            )
+        }
+        (method, path) => ApiError::method_not_allowed(&method, path).into_response(),
+    }
+}
