@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::ArcSwapOption;
+use std::collections::HashMap;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
 use modelgate_dataplane_api::{DeploymentHealth, HealthReport, RoutingTable, Skipped};
 
 use crate::client::HttpClient;
@@ -17,6 +19,8 @@ use crate::table::{Accepted, Refused, TableGate};
 #[derive(Debug)]
 pub struct App {
     router: ArcSwapOption<Router>,
+    /// Deployment id -> model group, for metric labels.
+    models: ArcSwap<HashMap<String, String>>,
     registry: StateRegistry,
     gate: Mutex<TableGate>,
     draining: AtomicBool,
@@ -29,6 +33,7 @@ impl App {
     pub fn new(client: HttpClient) -> Arc<App> {
         Arc::new(App {
             router: ArcSwapOption::empty(),
+            models: ArcSwap::default(),
             registry: StateRegistry::default(),
             gate: Mutex::new(TableGate::new()),
             draining: AtomicBool::new(false),
@@ -76,9 +81,20 @@ impl App {
                 aliases = router.aliases.len(),
                 "routing table installed"
             );
+            let models: HashMap<String, String> = router
+                .targets
+                .iter()
+                .map(|t| (t.spec.id.clone(), t.spec.model.clone()))
+                .collect();
+            self.models.store(Arc::new(models));
             self.router.store(Some(Arc::new(router)));
         }
         Ok(accepted)
+    }
+
+    /// The model group of a deployment of the table served.
+    pub fn model_of(&self, deployment: &str) -> Option<String> {
+        self.models.load().get(deployment).cloned()
     }
 
     /// The revision and version served.

@@ -7,6 +7,7 @@
 //! - [`providers`]: one file per upstream API.
 //! - [`errors`]: the one place errors become responses.
 //! - [`server`]: the public and admin HTTP servers; [`info`]: the read-only endpoints.
+//! - [`health`]: active health checks; [`metrics`]: Prometheus metrics on their own port.
 //! - [`app`]: shared state; [`client`]: the upstream HTTP client.
 
 #![forbid(unsafe_code)]
@@ -15,7 +16,9 @@ pub mod app;
 pub mod body;
 pub mod client;
 pub mod errors;
+pub mod health;
 pub mod info;
+pub mod metrics;
 pub mod providers;
 pub mod proxy;
 pub mod router;
@@ -25,10 +28,16 @@ pub mod table;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+use crate::body::Body;
+use crate::metrics::{FirstFrame, Metrics};
 
 pub use app::App;
 
@@ -39,6 +48,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin API (default `0.0.0.0:4001`); `None` disables it (local mode).
     pub admin_listen: Option<SocketAddr>,
+    /// Prometheus metrics (default `0.0.0.0:9464`); `None` disables them.
+    pub metrics_listen: Option<SocketAddr>,
     /// File holding the admin bearer token, re-read when it changes.
     pub admin_token_file: Option<PathBuf>,
     /// Extra CA bundle (PEM) trusted for upstreams.
@@ -47,14 +58,103 @@ pub struct Config {
     pub drain_timeout: Duration,
 }
 
+/// The bound sockets.
+#[derive(Debug)]
+pub struct Listeners {
+    /// The OpenAI API.
+    pub public: TcpListener,
+    /// The admin API.
+    pub admin: Option<TcpListener>,
+    /// Metrics.
+    pub metrics: Option<TcpListener>,
+}
+
 /// Binds the listeners (so that callers learn the ports before serving).
-pub async fn bind(config: &Config) -> std::io::Result<(TcpListener, Option<TcpListener>)> {
+pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
     let public = TcpListener::bind(config.listen).await?;
     let admin = match config.admin_listen {
         Some(a) => Some(TcpListener::bind(a).await?),
         None => None,
     };
-    Ok((public, admin))
+    let metrics = match config.metrics_listen {
+        Some(a) => Some(TcpListener::bind(a).await?),
+        None => None,
+    };
+    Ok(Listeners {
+        public,
+        admin,
+        metrics,
+    })
+}
+
+/// The metric label of a path: a fixed set, never client input.
+fn endpoint_label(path: &str) -> Option<&'static str> {
+    match path {
+        "/v1/chat/completions" | "/chat/completions" => Some("chat"),
+        "/v1/completions" | "/completions" => Some("completions"),
+        "/v1/embeddings" | "/embeddings" => Some("embeddings"),
+        _ => None,
+    }
+}
+
+/// The public API with metrics around it.
+async fn measured(app: Arc<App>, metrics: Arc<Metrics>, req: Request<Incoming>) -> Response<Body> {
+    let Some(endpoint) = endpoint_label(req.uri().path()) else {
+        return server::public(app, req).await;
+    };
+    let started = Instant::now();
+    let guard = metrics.start();
+    let resp = server::public(Arc::clone(&app), req).await;
+    drop(guard);
+    let deployment = resp
+        .headers()
+        .get("x-modelgate-deployment")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let model = app.model_of(&deployment).unwrap_or_default();
+    let attempts = resp
+        .headers()
+        .get("x-modelgate-attempts")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    metrics.record(
+        endpoint,
+        &model,
+        &deployment,
+        resp.status().as_u16(),
+        attempts,
+        started.elapsed(),
+    );
+    let streaming = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streaming {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let body = FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed()));
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// The metrics endpoint.
+async fn metrics_endpoint(
+    app: Arc<App>,
+    metrics: Arc<Metrics>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if req.method() != Method::GET || req.uri().path() != "/metrics" {
+        return errors::ApiError::not_found(req.uri().path()).into_response();
+    }
+    let mut resp = Response::new(body::full(metrics.render(&app)));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
 }
 
 /// Serves until `shutdown` turns true: readiness turns 503, listeners close, and
@@ -62,25 +162,46 @@ pub async fn bind(config: &Config) -> std::io::Result<(TcpListener, Option<TcpLi
 pub async fn run(
     app: Arc<App>,
     config: &Config,
-    public: TcpListener,
-    admin: Option<TcpListener>,
+    listeners: Listeners,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Listeners {
+        public,
+        admin,
+        metrics: metrics_listener,
+    } = listeners;
+    let metrics = Arc::new(Metrics::default());
     let mut tasks = tokio::task::JoinSet::new();
     {
         let app = Arc::clone(&app);
+        let metrics = Arc::clone(&metrics);
         let shutdown = shutdown.clone();
         let drain = config.drain_timeout;
         tasks.spawn(async move {
             server::serve(
                 public,
-                move |req| server::public(Arc::clone(&app), req),
+                move |req| measured(Arc::clone(&app), Arc::clone(&metrics), req),
                 shutdown,
                 drain,
             )
             .await;
         });
     }
+    if let Some(listener) = metrics_listener {
+        let app = Arc::clone(&app);
+        let metrics = Arc::clone(&metrics);
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            server::serve(
+                listener,
+                move |req| metrics_endpoint(Arc::clone(&app), Arc::clone(&metrics), req),
+                shutdown,
+                Duration::from_secs(1),
+            )
+            .await;
+        });
+    }
+    tasks.spawn(health::run(Arc::clone(&app), shutdown.clone()));
     if let Some(admin) = admin {
         let app = Arc::clone(&app);
         let token = Arc::new(server::AdminToken::from_file(

@@ -23,6 +23,9 @@ struct Args {
     /// Address of the admin API (routing-table pushes, health report).
     #[arg(long, default_value = "0.0.0.0:4001", env = "MODELGATE_ADMIN_LISTEN")]
     admin_listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint (`/metrics`).
+    #[arg(long, default_value = "0.0.0.0:9464", env = "MODELGATE_METRICS_LISTEN")]
+    metrics_listen: SocketAddr,
     /// File holding the admin bearer token; re-read when it changes.
     #[arg(long, env = "MODELGATE_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
@@ -69,6 +72,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
         admin_listen: Some(args.admin_listen),
+        metrics_listen: Some(args.metrics_listen),
         admin_token_file: args.admin_token_file,
         ca_bundle: args.ca_bundle,
         drain_timeout: Duration::from_secs(args.drain_seconds),
@@ -91,7 +95,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             Err(e) => tracing::warn!("no table file yet at {}: {e}", path.display()),
         }
     }
-    let (public, admin) = bind(&config).await?;
+    let listeners = bind(&config).await?;
     tracing::info!(listen = %config.listen, admin = ?config.admin_listen, "serving");
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -99,7 +103,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         tracing::info!("shutting down: draining");
         let _ = tx.send(true);
     });
-    run(app, &config, public, admin, rx).await;
+    run(app, &config, listeners, rx).await;
     Ok(())
 }
 

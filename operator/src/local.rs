@@ -27,6 +27,9 @@ pub struct LocalArgs {
     /// Address of the OpenAI API.
     #[arg(long, default_value = "127.0.0.1:4000")]
     pub listen: SocketAddr,
+    /// Address of the Prometheus metrics endpoint; none by default.
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// Namespace of the settings document, where its Secret references point.
     #[arg(long, default_value = compile::DEFAULT_NAMESPACE)]
     pub settings_namespace: String,
@@ -106,6 +109,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let config = Config {
         listen: args.listen,
         admin_listen: None,
+        metrics_listen: args.metrics_listen,
         admin_token_file: None,
         ca_bundle: args.ca_bundle.clone(),
         drain_timeout: Duration::from_secs(10),
@@ -113,8 +117,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let client = modelgate_dataplane::client::build(config.ca_bundle.as_deref())?;
     let app = App::new(client);
     app.offer(table).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (public, admin) = modelgate_dataplane::bind(&config).await?;
-    let addr = public.local_addr()?;
+    let listeners = modelgate_dataplane::bind(&config).await?;
+    let addr = listeners.public.local_addr()?;
     eprintln!(
         "modelgate: serving the OpenAI API on http://{addr}/v1 (models: curl http://{addr}/v1/models); Ctrl-C to stop"
     );
@@ -124,7 +128,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         let _ = tokio::signal::ctrl_c().await;
         let _ = tx.send(true);
     });
-    modelgate_dataplane::run(app, &config, public, admin, rx).await;
+    modelgate_dataplane::run(app, &config, listeners, rx).await;
     watcher.abort();
     Ok(())
 }

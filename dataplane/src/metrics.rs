@@ -1,0 +1,275 @@
+//! Prometheus metrics, served on their own port (9464 by default) so Prometheus can scrape
+//! without the admin token. Labels come only from the routing table (model and deployment
+//! names) and fixed sets (endpoint, status), never from client input, so cardinality is
+//! bounded by the table.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::app::App;
+use crate::body::{Body, BoxError};
+
+/// Upper bounds of the latency histograms, seconds.
+const BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
+];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if seconds <= *le {
+                self.counts[i] += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// Labels of one request series.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct RequestKey {
+    endpoint: &'static str,
+    model: String,
+    deployment: String,
+    status: u16,
+}
+
+/// Every metric of one data-plane process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<RequestKey, u64>>,
+    latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
+    ttft: Mutex<BTreeMap<String, Histogram>>,
+    attempts: AtomicU64,
+    in_flight: AtomicI64,
+}
+
+/// Counts one request in flight until dropped.
+#[derive(Debug)]
+pub struct InFlightGuard<'a>(&'a Metrics);
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Counts a request in flight.
+    pub fn start(&self) -> InFlightGuard<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self)
+    }
+
+    /// Records a finished (or, for streams, committed) request.
+    pub fn record(
+        &self,
+        endpoint: &'static str,
+        model: &str,
+        deployment: &str,
+        status: u16,
+        attempts: u64,
+        latency: Duration,
+    ) {
+        let key = RequestKey {
+            endpoint,
+            model: model.to_owned(),
+            deployment: deployment.to_owned(),
+            status,
+        };
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry(key).or_default() += 1;
+        }
+        if let Ok(mut m) = self.latency.lock() {
+            m.entry((endpoint, model.to_owned()))
+                .or_default()
+                .observe(latency.as_secs_f64());
+        }
+        self.attempts.fetch_add(attempts, Ordering::Relaxed);
+    }
+
+    /// Records the time to the first streamed byte.
+    pub fn record_ttft(&self, model: &str, ttft: Duration) {
+        if let Ok(mut m) = self.ttft.lock() {
+            m.entry(model.to_owned())
+                .or_default()
+                .observe(ttft.as_secs_f64());
+        }
+    }
+
+    /// The Prometheus text exposition of every metric, with live state from `app`.
+    pub fn render(&self, app: &App) -> String {
+        let mut out = String::with_capacity(4096);
+        out.push_str("# HELP modelgate_requests_total Requests answered, by endpoint, model, deployment and status.\n# TYPE modelgate_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            for (k, v) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "modelgate_requests_total{{endpoint=\"{}\",model=\"{}\",deployment=\"{}\",status=\"{}\"}} {v}",
+                    k.endpoint,
+                    escape(&k.model),
+                    escape(&k.deployment),
+                    k.status
+                );
+            }
+        }
+        out.push_str("# HELP modelgate_request_duration_seconds Time to the response (headers, for streams).\n# TYPE modelgate_request_duration_seconds histogram\n");
+        if let Ok(m) = self.latency.lock() {
+            for ((endpoint, model), h) in m.iter() {
+                histogram(
+                    &mut out,
+                    "modelgate_request_duration_seconds",
+                    &format!("endpoint=\"{endpoint}\",model=\"{}\"", escape(model)),
+                    h,
+                );
+            }
+        }
+        out.push_str("# HELP modelgate_time_to_first_token_seconds Time to the first streamed byte.\n# TYPE modelgate_time_to_first_token_seconds histogram\n");
+        if let Ok(m) = self.ttft.lock() {
+            for (model, h) in m.iter() {
+                histogram(
+                    &mut out,
+                    "modelgate_time_to_first_token_seconds",
+                    &format!("model=\"{}\"", escape(model)),
+                    h,
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP modelgate_upstream_attempts_total Upstream attempts, retries included.\n# TYPE modelgate_upstream_attempts_total counter\nmodelgate_upstream_attempts_total {}",
+            self.attempts.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP modelgate_in_flight_requests Requests being served.\n# TYPE modelgate_in_flight_requests gauge\nmodelgate_in_flight_requests {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        if let Some(router) = app.router() {
+            let now = Instant::now();
+            out.push_str("# HELP modelgate_deployment_in_flight Requests in flight per deployment.\n# TYPE modelgate_deployment_in_flight gauge\n");
+            for t in &router.targets {
+                let _ = writeln!(
+                    out,
+                    "modelgate_deployment_in_flight{{deployment=\"{}\"}} {}",
+                    escape(&t.spec.id),
+                    t.state.in_flight()
+                );
+            }
+            out.push_str("# HELP modelgate_deployment_cooldown 1 while a deployment is cooling down.\n# TYPE modelgate_deployment_cooldown gauge\n");
+            for t in &router.targets {
+                let _ = writeln!(
+                    out,
+                    "modelgate_deployment_cooldown{{deployment=\"{}\"}} {}",
+                    escape(&t.spec.id),
+                    u8::from(t.state.cooling_until(now).is_some())
+                );
+            }
+            out.push_str("# HELP modelgate_deployment_healthy 1 healthy, 0 unhealthy, -1 not checked yet.\n# TYPE modelgate_deployment_healthy gauge\n");
+            for t in &router.targets {
+                let v = match t.state.health().healthy {
+                    Some(true) => 1,
+                    Some(false) => 0,
+                    None => -1,
+                };
+                let _ = writeln!(
+                    out,
+                    "modelgate_deployment_healthy{{deployment=\"{}\"}} {v}",
+                    escape(&t.spec.id)
+                );
+            }
+        }
+        if let Some((revision, version)) = app.served() {
+            let _ = writeln!(
+                out,
+                "# HELP modelgate_table_info The routing table served.\n# TYPE modelgate_table_info gauge\nmodelgate_table_info{{revision=\"{revision}\",version=\"{}\"}} 1",
+                escape(&version)
+            );
+        }
+        out
+    }
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (i, le) in BUCKETS.iter().enumerate() {
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {}", h.counts[i]);
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.count);
+}
+
+/// Escapes a label value.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A body that reports when its first frame passes (time to first token).
+pub struct FirstFrame<F: FnOnce() + Send> {
+    inner: Body,
+    on_first: Option<F>,
+}
+
+impl<F: FnOnce() + Send> std::fmt::Debug for FirstFrame<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FirstFrame")
+            .field("waiting", &self.on_first.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: FnOnce() + Send> FirstFrame<F> {
+    /// Wraps `inner`; `on_first` runs when the first data frame is polled out.
+    pub fn new(inner: Body, on_first: F) -> Self {
+        Self {
+            inner,
+            on_first: Some(on_first),
+        }
+    }
+}
+
+impl<F: FnOnce() + Send + Unpin> HttpBody for FirstFrame<F> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && frame.is_data()
+            && let Some(f) = this.on_first.take()
+        {
+            f();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
