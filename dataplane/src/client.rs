@@ -1,9 +1,20 @@
 //! The HTTP client for upstreams: pooled keep-alive connections, HTTPS through rustls
-//! (ring) with the Mozilla roots plus an optional extra CA bundle (corporate CAs).
+//! (ring) with the Mozilla roots plus an optional extra CA bundle (corporate CAs), and
+//! egress proxies from `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` with `NO_PROXY` (connections
+//! through a proxy are `CONNECT` tunnels; TLS to the upstream runs inside the tunnel).
 
+use std::future::Future;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use http::Uri;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -15,7 +26,45 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 
 /// The upstream client.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<ProxyConnector>, Full<Bytes>>;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Connects directly, or through a `CONNECT` tunnel when the proxy rules say so.
+#[derive(Clone, Debug)]
+pub struct ProxyConnector {
+    http: HttpConnector,
+    matcher: Arc<Matcher>,
+}
+
+impl tower_service::Service<Uri> for ProxyConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        match self.matcher.intercept(&dst) {
+            None => {
+                let fut = self.http.call(dst);
+                Box::pin(async move { fut.await.map_err(Into::into) })
+            }
+            Some(intercept) => {
+                let mut tunnel = Tunnel::new(intercept.uri().clone(), self.http.clone());
+                if let Some(auth) = intercept.basic_auth() {
+                    tunnel = tunnel.with_auth(auth.clone());
+                }
+                Box::pin(async move {
+                    std::future::poll_fn(|cx| tunnel.poll_ready(cx)).await?;
+                    tunnel.call(dst).await.map_err(Into::into)
+                })
+            }
+        }
+    }
+}
 
 /// Why the client could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -41,8 +90,14 @@ pub enum ClientError {
     Tls(#[from] rustls::Error),
 }
 
-/// Builds the client. `extra_ca` is a PEM bundle trusted besides the Mozilla roots.
+/// Builds the client with proxy rules from the environment. `extra_ca` is a PEM bundle
+/// trusted besides the Mozilla roots.
 pub fn build(extra_ca: Option<&Path>) -> Result<HttpClient, ClientError> {
+    build_with(extra_ca, Matcher::from_env())
+}
+
+/// Builds the client with explicit proxy rules.
+pub fn build_with(extra_ca: Option<&Path>, proxies: Matcher) -> Result<HttpClient, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = extra_ca {
@@ -76,7 +131,10 @@ pub fn build(extra_ca: Option<&Path>) -> Result<HttpClient, ClientError> {
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(ProxyConnector {
+            http,
+            matcher: Arc::new(proxies),
+        });
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)

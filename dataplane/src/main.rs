@@ -29,7 +29,8 @@ struct Args {
     /// File holding the admin bearer token; re-read when it changes.
     #[arg(long, env = "MODELGATE_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
-    /// A routing table to start with (JSON, gzip accepted), e.g. the mounted snapshot.
+    /// A routing table to start with (JSON, gzip accepted), e.g. the mounted snapshot;
+    /// re-read when it changes.
     #[arg(long, env = "MODELGATE_TABLE_FILE")]
     table_file: Option<PathBuf>,
     /// Extra CA bundle (PEM) trusted for HTTPS upstreams.
@@ -79,25 +80,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     };
     let client = client::build(config.ca_bundle.as_deref())?;
     let app = App::new(client);
-    if let Some(path) = &args.table_file {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let bytes = table::maybe_gunzip(bytes.into())?;
-                match app.offer_json(&bytes) {
-                    Ok(a) => tracing::info!(
-                        revision = a.revision,
-                        "started with table {}",
-                        path.display()
-                    ),
-                    Err(e) => tracing::error!("table file {} refused: {e}", path.display()),
-                }
-            }
-            Err(e) => tracing::warn!("no table file yet at {}: {e}", path.display()),
-        }
-    }
     let listeners = bind(&config).await?;
     tracing::info!(listen = %config.listen, admin = ?config.admin_listen, "serving");
     let (tx, rx) = tokio::sync::watch::channel(false);
+    if let Some(path) = args.table_file.clone() {
+        // Loads it now, and again whenever it changes.
+        tokio::spawn(table::watch_file(
+            std::sync::Arc::clone(&app),
+            path,
+            Duration::from_secs(2),
+            rx.clone(),
+        ));
+    }
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: draining");

@@ -22,6 +22,48 @@ pub fn maybe_gunzip(bytes: Bytes) -> Result<Bytes, std::io::Error> {
     }
 }
 
+/// Loads the table file at startup and again whenever it changes (the snapshot Secret
+/// mounted by gateway pods is updated in place by the kubelet), by the same rules as a
+/// push. Polls every `every` until `shutdown` turns true.
+pub async fn watch_file(
+    app: std::sync::Arc<crate::App>,
+    path: std::path::PathBuf,
+    every: std::time::Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last: Option<(Option<std::time::SystemTime>, u64)> = None;
+    loop {
+        let meta = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()));
+        if meta.is_some() && meta != last {
+            last = meta;
+            match std::fs::read(&path) {
+                Ok(bytes) => match maybe_gunzip(Bytes::from(bytes)) {
+                    Ok(bytes) => match app.offer_json(&bytes) {
+                        Ok(a) if a.changed => {
+                            tracing::info!(revision = a.revision, file = %path.display(), "table file loaded")
+                        }
+                        Ok(_) => {}
+                        Err(Refused::Stale { .. }) => {}
+                        Err(e) => {
+                            tracing::error!(file = %path.display(), "table file refused: {e}")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::error!(file = %path.display(), "table file is not valid gzip: {e}")
+                    }
+                },
+                Err(e) => tracing::warn!(file = %path.display(), "cannot read the table file: {e}"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = crate::server::stopped(&mut shutdown) => return,
+        }
+    }
+}
+
 /// Why a table was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum Refused {
