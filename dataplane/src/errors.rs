@@ -223,11 +223,22 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(after) = self.retry_after {
+        // Every 429 says when to come back (1 s when nobody said).
+        let retry_after = match (self.retry_after, self.status) {
+            (Some(after), _) => Some(after),
+            (None, StatusCode::TOO_MANY_REQUESTS) => Some(Duration::from_secs(1)),
+            (None, _) => None,
+        };
+        if let Some(after) = retry_after {
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 headers.insert(header::RETRY_AFTER, v);
             }
+        }
+        // The server does not read the rest of an oversized body; say the connection ends
+        // so that clients do not reuse it.
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -12,7 +12,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -56,8 +56,11 @@ pub async fn serve<H, F>(
                         let handler = handler.clone();
                         async move { Ok::<_, Infallible>(handler(req).await) }
                     });
+                    // A client gets 30 s to send its request head (no slowloris).
                     let conn = http1::Builder::new()
                         .keep_alive(true)
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(Duration::from_secs(30))
                         .serve_connection(TokioIo::new(stream), svc);
                     tokio::pin!(conn);
                     tokio::select! {
@@ -239,10 +242,21 @@ pub struct AdminToken {
 impl AdminToken {
     /// Tokens read from `path` (no token file: the admin API refuses every request).
     pub fn from_file(path: Option<PathBuf>) -> Self {
+        // Read the token the pod starts with now, not at the first admin request: if the
+        // file is rotated before that request, the starting token is the "previous" one
+        // and must stay valid during the rotation.
+        let initial = path.as_deref().and_then(Self::read);
         Self {
             path,
-            tokens: Mutex::new((None, None)),
+            tokens: Mutex::new((initial, None)),
         }
+    }
+
+    fn read(path: &std::path::Path) -> Option<Bytes> {
+        std::fs::read(path)
+            .ok()
+            .map(|b| Bytes::from(String::from_utf8_lossy(&b).trim().to_owned()))
+            .filter(|b| !b.is_empty())
     }
 
     /// True when `presented` is the current or the previous token.
@@ -250,10 +264,7 @@ impl AdminToken {
         let Some(path) = &self.path else {
             return false;
         };
-        let current = std::fs::read(path)
-            .ok()
-            .map(|b| Bytes::from(String::from_utf8_lossy(&b).trim().to_owned()))
-            .filter(|b| !b.is_empty());
+        let current = Self::read(path);
         let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(cur) = current
             && tokens.0.as_ref() != Some(&cur)
