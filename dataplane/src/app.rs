@@ -20,7 +20,7 @@ use crate::table::{Accepted, Refused, TableGate};
 pub struct App {
     router: ArcSwapOption<Router>,
     /// Deployment id -> model group, for metric labels.
-    models: ArcSwap<HashMap<String, String>>,
+    models: ArcSwap<HashMap<String, Arc<str>>>,
     registry: StateRegistry,
     gate: Mutex<TableGate>,
     draining: AtomicBool,
@@ -81,10 +81,10 @@ impl App {
                 aliases = router.aliases.len(),
                 "routing table installed"
             );
-            let models: HashMap<String, String> = router
+            let models: HashMap<String, Arc<str>> = router
                 .targets
                 .iter()
-                .map(|t| (t.spec.id.clone(), t.spec.model.clone()))
+                .map(|t| (t.spec.id.clone(), Arc::from(t.spec.model.as_str())))
                 .collect();
             self.models.store(Arc::new(models));
             self.router.store(Some(Arc::new(router)));
@@ -93,7 +93,7 @@ impl App {
     }
 
     /// The model group of a deployment of the table served.
-    pub fn model_of(&self, deployment: &str) -> Option<String> {
+    pub fn model_of(&self, deployment: &str) -> Option<Arc<str>> {
         self.models.load().get(deployment).cloned()
     }
 

@@ -94,7 +94,8 @@ fn litellm_row(model_name: &str, t: &Target) -> Value {
     })
 }
 
-/// One row per deployment, and each deployment again under every alias reaching it.
+/// One row per deployment, and each deployment again under every listed alias reaching
+/// it (hidden aliases are routed but listed nowhere).
 fn model_info(router: &Router) -> Value {
     let mut rows = Vec::new();
     for g in &router.groups {
@@ -102,7 +103,7 @@ fn model_info(router: &Router) -> Value {
             rows.push(litellm_row(&g.name, &router.targets[*i]));
         }
     }
-    let mut aliases: Vec<_> = router.aliases.values().collect();
+    let mut aliases: Vec<_> = router.aliases.values().filter(|a| !a.hidden).collect();
     aliases.sort_by(|a, b| a.name.cmp(&b.name));
     for a in aliases {
         let mut seen = BTreeSet::new();
@@ -139,14 +140,14 @@ fn group_row(router: &Router, name: &str, members: &[usize]) -> Value {
     })
 }
 
-/// One row per group and per alias.
+/// One row per group and per listed alias.
 fn model_group_info(router: &Router) -> Value {
     let mut rows: Vec<Value> = router
         .groups
         .iter()
         .map(|g| group_row(router, &g.name, &g.members))
         .collect();
-    let mut aliases: Vec<_> = router.aliases.values().collect();
+    let mut aliases: Vec<_> = router.aliases.values().filter(|a| !a.hidden).collect();
     aliases.sort_by(|a, b| a.name.cmp(&b.name));
     for a in aliases {
         let mut members: Vec<usize> = Vec::new();

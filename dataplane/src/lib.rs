@@ -110,9 +110,8 @@ async fn measured(app: Arc<App>, metrics: Arc<Metrics>, req: Request<Incoming>) 
         .headers()
         .get("x-modelgate-deployment")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let model = app.model_of(&deployment).unwrap_or_default();
+        .unwrap_or("");
+    let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
     let attempts = resp
         .headers()
         .get("x-modelgate-attempts")
@@ -122,7 +121,7 @@ async fn measured(app: Arc<App>, metrics: Arc<Metrics>, req: Request<Incoming>) 
     metrics.record(
         endpoint,
         &model,
-        &deployment,
+        deployment,
         resp.status().as_u16(),
         attempts,
         started.elapsed(),

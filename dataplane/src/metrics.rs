@@ -3,7 +3,7 @@
 //! names) and fixed sets (endpoint, status), never from client input, so cardinality is
 //! bounded by the table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -41,21 +41,20 @@ impl Histogram {
     }
 }
 
-/// Labels of one request series.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct RequestKey {
-    endpoint: &'static str,
+/// Request counts of one deployment: `(endpoint, status) -> count`, with its model.
+#[derive(Debug, Default)]
+struct DeploymentCounts {
     model: String,
-    deployment: String,
-    status: u16,
+    counts: HashMap<(&'static str, u16), u64>,
 }
 
-/// Every metric of one data-plane process.
+/// Every metric of one data-plane process. Series are found by borrowed keys, so
+/// recording a request allocates only the first time a series appears.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<RequestKey, u64>>,
-    latency: Mutex<BTreeMap<(&'static str, String), Histogram>>,
-    ttft: Mutex<BTreeMap<String, Histogram>>,
+    requests: Mutex<HashMap<String, DeploymentCounts>>,
+    latency: Mutex<HashMap<String, HashMap<&'static str, Histogram>>>,
+    ttft: Mutex<HashMap<String, Histogram>>,
     attempts: AtomicU64,
     in_flight: AtomicI64,
 }
@@ -87,17 +86,25 @@ impl Metrics {
         attempts: u64,
         latency: Duration,
     ) {
-        let key = RequestKey {
-            endpoint,
-            model: model.to_owned(),
-            deployment: deployment.to_owned(),
-            status,
-        };
         if let Ok(mut m) = self.requests.lock() {
-            *m.entry(key).or_default() += 1;
+            let series = match m.get_mut(deployment) {
+                Some(s) => s,
+                None => m
+                    .entry(deployment.to_owned())
+                    .or_insert_with(|| DeploymentCounts {
+                        model: model.to_owned(),
+                        counts: HashMap::new(),
+                    }),
+            };
+            *series.counts.entry((endpoint, status)).or_default() += 1;
         }
         if let Ok(mut m) = self.latency.lock() {
-            m.entry((endpoint, model.to_owned()))
+            let by_endpoint = match m.get_mut(model) {
+                Some(h) => h,
+                None => m.entry(model.to_owned()).or_default(),
+            };
+            by_endpoint
+                .entry(endpoint)
                 .or_default()
                 .observe(latency.as_secs_f64());
         }
@@ -118,20 +125,37 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP modelgate_requests_total Requests answered, by endpoint, model, deployment and status.\n# TYPE modelgate_requests_total counter\n");
         if let Ok(m) = self.requests.lock() {
-            for (k, v) in m.iter() {
+            let mut rows: Vec<(&str, &str, &str, u16, u64)> = m
+                .iter()
+                .flat_map(|(deployment, s)| {
+                    s.counts.iter().map(move |((endpoint, status), v)| {
+                        (
+                            *endpoint,
+                            s.model.as_str(),
+                            deployment.as_str(),
+                            *status,
+                            *v,
+                        )
+                    })
+                })
+                .collect();
+            rows.sort_unstable();
+            for (endpoint, model, deployment, status, v) in rows {
                 let _ = writeln!(
                     out,
-                    "modelgate_requests_total{{endpoint=\"{}\",model=\"{}\",deployment=\"{}\",status=\"{}\"}} {v}",
-                    k.endpoint,
-                    escape(&k.model),
-                    escape(&k.deployment),
-                    k.status
+                    "modelgate_requests_total{{endpoint=\"{endpoint}\",model=\"{}\",deployment=\"{}\",status=\"{status}\"}} {v}",
+                    escape(model),
+                    escape(deployment),
                 );
             }
         }
         out.push_str("# HELP modelgate_request_duration_seconds Time to the response (headers, for streams).\n# TYPE modelgate_request_duration_seconds histogram\n");
         if let Ok(m) = self.latency.lock() {
-            for ((endpoint, model), h) in m.iter() {
+            let sorted: BTreeMap<(&str, &str), &Histogram> = m
+                .iter()
+                .flat_map(|(model, by)| by.iter().map(move |(e, h)| ((*e, model.as_str()), h)))
+                .collect();
+            for ((endpoint, model), h) in sorted {
                 histogram(
                     &mut out,
                     "modelgate_request_duration_seconds",
@@ -142,7 +166,9 @@ impl Metrics {
         }
         out.push_str("# HELP modelgate_time_to_first_token_seconds Time to the first streamed byte.\n# TYPE modelgate_time_to_first_token_seconds histogram\n");
         if let Ok(m) = self.ttft.lock() {
-            for (model, h) in m.iter() {
+            let sorted: BTreeMap<&str, &Histogram> =
+                m.iter().map(|(k, v)| (k.as_str(), v)).collect();
+            for (model, h) in sorted {
                 histogram(
                     &mut out,
                     "modelgate_time_to_first_token_seconds",

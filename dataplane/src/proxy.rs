@@ -166,8 +166,16 @@ pub async fn serve(
         Err(e) => return fail(e, 0),
     };
     let settings = router.settings();
+    // An error an upstream gave names the deployment that gave it in
+    // `x-modelgate-deployment` (and so in the metrics), as an answer does.
+    let upstream_error = |error: ApiError, attempts, id: &str| Served {
+        response: error.into_response(),
+        deployment: Some(id.to_owned()),
+        attempts,
+    };
     let mut attempts = 0u32;
     let mut last: Option<ApiError> = None;
+    let mut last_from: Option<String> = None;
     let mut planned: Vec<usize> = steps.iter().map(|(g, _)| *g).collect();
     let mut context_fallbacks_used = false;
     while let Some((g, group_model)) = steps.pop_front() {
@@ -230,6 +238,7 @@ pub async fn serve(
                         "attempt failed: {}", f.error.message
                     );
                     last = Some(f.error);
+                    last_from = Some(target.spec.id.clone());
                 }
                 Err(f) if f.error.is_context_window() && !context_fallbacks_used => {
                     context_fallbacks_used = true;
@@ -248,14 +257,15 @@ pub async fn serve(
                         }
                     }
                     if next.is_empty() {
-                        return fail(f.error, attempts);
+                        return upstream_error(f.error, attempts, &target.spec.id);
                     }
                     planned.extend(next.iter().map(|(g, _)| *g));
                     steps = next;
                     last = Some(f.error);
+                    last_from = Some(target.spec.id.clone());
                     break;
                 }
-                Err(f) => return fail(f.error, attempts),
+                Err(f) => return upstream_error(f.error, attempts, &target.spec.id),
             }
         }
     }
@@ -283,12 +293,21 @@ pub async fn serve(
             attempts,
         );
     }
-    let error = last.unwrap_or_else(|| {
-        ApiError::unavailable(format!(
-            "no deployment of `{model}` can take the request now"
-        ))
-    });
-    fail(error, attempts)
+    match (last, last_from) {
+        (Some(error), Some(id)) => upstream_error(error, attempts, &id),
+        (error, _) => fail(
+            // Nothing was tried: every deployment is at its concurrency limit.
+            error.unwrap_or_else(|| {
+                ApiError::rate_limited(
+                    format!(
+                        "every deployment of `{model}` is at its concurrency limit; retry shortly"
+                    ),
+                    Some(Duration::from_secs(1)),
+                )
+            }),
+            attempts,
+        ),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -418,13 +437,32 @@ async fn attempt(
     };
     let (tx, rx) = mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(16);
     let id = d.id.clone();
+    // A failure after the first byte is still the deployment's failure: it counts
+    // towards cooldown as one before the first byte does (a client leaving does not).
+    let state = Arc::clone(&target.state);
+    let cooldown = &router.settings().cooldown;
+    let (allowed_fails, cooldown_time) = (
+        cooldown.allowed_fails,
+        Duration::from_millis(cooldown.cooldown_ms),
+    );
+    let failed = move || {
+        state.record_failure(Instant::now(), allowed_fails, cooldown_time);
+    };
     tokio::spawn(async move {
         let _guard = guard;
         if tx.send(Ok(http_body::Frame::data(first))).await.is_err() {
             return;
         }
         loop {
-            match tokio::time::timeout(idle, body.frame()).await {
+            // Watch the client while waiting for the upstream: a client that leaves
+            // while the upstream is silent (a model thinking) must cancel the upstream
+            // request now, not at the next chunk or the idle timeout.
+            let next = tokio::select! {
+                biased;
+                _ = tx.closed() => return,
+                next = tokio::time::timeout(idle, body.frame()) => next,
+            };
+            match next {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data()
                         && tx.send(Ok(http_body::Frame::data(data))).await.is_err()
@@ -435,6 +473,7 @@ async fn attempt(
                 }
                 Ok(None) => return,
                 Ok(Some(Err(e))) => {
+                    failed();
                     let _ = tx
                         .send(Ok(stream_error_event(&format!(
                             "deployment {id} failed mid-stream: {e}"
@@ -443,6 +482,7 @@ async fn attempt(
                     return;
                 }
                 Err(_) => {
+                    failed();
                     let _ = tx
                         .send(Ok(stream_error_event(&format!(
                             "deployment {id} sent nothing for {}ms",
@@ -493,9 +533,16 @@ async fn read_upstream(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
     })
 }
 
+/// The wait an upstream asked for: OpenAI's `retry-after-ms`, else `Retry-After` in
+/// seconds (an HTTP-date is not honoured: the default backoff applies).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let read = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
+    if let Some(ms) = read("retry-after-ms").filter(|v| v.is_finite() && *v >= 0.0) {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    read("retry-after")
+        .filter(|v| v.is_finite() && *v >= 0.0 && *v < 86_400.0)
+        .map(Duration::from_secs_f64)
 }
 
 fn copy_content_type(from: &HeaderMap, to: &mut HeaderMap, default: &'static str) {

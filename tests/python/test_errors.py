@@ -244,7 +244,7 @@ def test_upstream_timeout_is_504(client: openai.OpenAI) -> None:
     assert time.monotonic() - started < 4, "the deployment's 300ms timeouts apply"
 
 
-def test_concurrency_limit_is_503(client: openai.OpenAI, upstream: Upstream) -> None:
+def test_concurrency_limit_is_429_with_retry_after(client: openai.OpenAI, upstream: Upstream) -> None:
     upstream.arrived.clear()
     upstream.release.clear()
     held: dict = {}
@@ -259,9 +259,10 @@ def test_concurrency_limit_is_503(client: openai.OpenAI, upstream: Upstream) -> 
     thread.start()
     try:
         assert upstream.arrived.wait(10), "the first request never reached the upstream"
-        with pytest.raises(openai.InternalServerError) as e:
+        with pytest.raises(openai.RateLimitError) as e:
             client.chat.completions.create(model="busy", messages=MESSAGES)
-        assert_openai_error(e.value, 503)
+        assert_openai_error(e.value, 429)
+        assert int(e.value.response.headers["retry-after"]) >= 1
     finally:
         upstream.release.set()
         thread.join(10)

@@ -6,7 +6,6 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use modelgate_crds::RouterSettings;
 use modelgate_operator::compile::{Inputs, compile};
 use modelgate_operator::manifests::Manifests;
 use modelgate_testkit::{binary, repo_path};
@@ -24,7 +23,7 @@ fn sigterm_drains_streams_in_flight() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("mkdir");
     let m = Manifests::load(&[repo_path("examples/quickstart")]).expect("quickstart");
-    let settings = m.settings.clone().unwrap_or_else(RouterSettings::default);
+    let settings = m.settings.clone().unwrap_or_default();
     let compiled = compile(
         &Inputs {
             deployments: &m.deployments,

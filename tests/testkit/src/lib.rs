@@ -3,12 +3,61 @@
 //! - [`binary`]: the path of one of the workspace's binaries, built on demand, so that
 //!   end-to-end tests run the real programs as a user would.
 //! - [`repo_path`]: a path inside the repository.
+//! - [`upstream`]: a programmable mock upstream speaking the OpenAI and Azure OpenAI APIs.
+//! - [`gateway`]: the real data plane, in-process on `127.0.0.1:0`, and table pushes.
+//! - [`manifest`]: manifest builders, compiled with the operator's compiler.
+//! - [`http`]: a small HTTP client (whole responses and SSE streams).
+//!
+//! Everything listens and connects on `127.0.0.1` only.
 
 #![forbid(unsafe_code)]
 
+pub mod gateway;
+pub mod http;
+pub mod manifest;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub use gateway::{ADMIN_TOKEN, Gateway, TempDir, chat_body};
+pub use http::{Client, Resp, Sse};
+pub use manifest::{Alias, Dep, Manifest, Secret, compile_ok, compile_yaml};
+pub use upstream::{MockUpstream, Reply};
+
+/// Milliseconds.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Polls `check` every 20 ms until it returns true or `within` passes; returns whether it
+/// did.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An address on 127.0.0.1 where nothing listens (connections are refused).
+pub fn dead_address() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local address")
+}
 
 static BUILD: Mutex<()> = Mutex::new(());
 
