@@ -35,6 +35,23 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// Longest non-streaming answer read from an upstream.
 const MAX_ANSWER_BODY: usize = 256 * 1024 * 1024;
 
+/// The two fields of a request body the router needs.
+#[derive(serde::Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    model: Option<Field<std::borrow::Cow<'a, str>>>,
+    #[serde(default)]
+    stream: Option<Field<bool>>,
+}
+
+/// A field of the expected type, or anything else (reported as that parameter's error).
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum Field<T> {
+    Expected(T),
+    Other(serde::de::IgnoredAny),
+}
+
 /// How a request ended, for the response headers.
 #[derive(Debug)]
 pub struct Served {
@@ -141,20 +158,40 @@ pub async fn serve(
         deployment: None,
         attempts,
     };
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => {
+    // Only `model` and `stream` are read here; the rest of the body is forwarded as it
+    // came (a prompt is never copied into a tree unless it must be rewritten).
+    let peek: Peek<'_> = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
             return fail(
-                ApiError::bad_request("the request body must be a JSON object"),
+                ApiError::bad_request(format!(
+                    "the request body must be a JSON object with a string `model`: {e}"
+                )),
                 0,
             );
         }
         Err(e) => return fail(ApiError::bad_request(format!("invalid JSON body: {e}")), 0),
     };
-    let Some(model) = request.get("model").and_then(Value::as_str) else {
-        return fail(ApiError::invalid_param("model", "`model` is required"), 0);
+    let model = match &peek.model {
+        Some(Field::Expected(m)) => m.as_ref(),
+        Some(Field::Other(_)) => {
+            return fail(
+                ApiError::invalid_param("model", "`model` must be a string"),
+                0,
+            );
+        }
+        None => return fail(ApiError::invalid_param("model", "`model` is required"), 0),
     };
-    let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
+    let stream = match peek.stream {
+        Some(Field::Expected(s)) => s,
+        Some(Field::Other(_)) => {
+            return fail(
+                ApiError::invalid_param("stream", "`stream` must be a boolean"),
+                0,
+            );
+        }
+        None => false,
+    };
     if stream && endpoint == Endpoint::Embeddings {
         return fail(
             ApiError::invalid_param("stream", "embeddings cannot be streamed"),
@@ -210,7 +247,7 @@ pub async fn serve(
                 t,
                 endpoint,
                 &group_model,
-                &request,
+                model,
                 &body,
                 client_headers,
                 stream,
@@ -317,7 +354,7 @@ async fn attempt(
     t: usize,
     endpoint: Endpoint,
     group_model: &str,
-    request: &Value,
+    requested_model: &str,
     body: &Bytes,
     client_headers: &HeaderMap,
     stream: bool,
@@ -327,14 +364,16 @@ async fn attempt(
     let upstream = upstream_model(d, group_model);
     let guard = target.state.start();
     if let Provider::Mock(mock) = &target.provider {
-        let answer = mock.answer(endpoint, &upstream, request).await;
+        let request: Value = serde_json::from_slice(body).unwrap_or_default();
+        let answer = mock.answer(endpoint, &upstream, &request).await;
         drop(guard);
         return Ok(answer);
     }
-    let send_body = if request.get("model").and_then(Value::as_str) == Some(upstream.as_str()) {
+    let send_body = if requested_model == upstream {
         body.clone()
     } else {
-        let mut rewritten = request.clone();
+        // Rewrite `model` (wildcards, `upstream.model`): the one case that builds a tree.
+        let mut rewritten: Value = serde_json::from_slice(body).unwrap_or_default();
         rewritten["model"] = Value::String(upstream.clone());
         Bytes::from(serde_json::to_vec(&rewritten).unwrap_or_default())
     };
