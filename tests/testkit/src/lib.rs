@@ -86,23 +86,62 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
         .to_owned();
     let target_dir = profile_dir
         .parent()
-        .unwrap_or_else(|| panic!("unexpected test location {}", exe.display()));
+        .unwrap_or_else(|| panic!("unexpected test location {}", exe.display()))
+        .to_owned();
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    // `cargo nextest run --workspace` / `cargo test --workspace` build every binary with
+    // the test build's features; a binary newer than every source file is that one.
+    if is_fresh(&path) {
+        return path;
+    }
+    // Otherwise build it the way the workspace test build does (same features, so the
+    // artifacts are shared instead of built twice).
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(repo_root())
-        .args(["build", "--quiet", "-p", package, "--bin", name])
+        .args(["test", "--no-run", "--quiet", "--workspace"])
         .arg("--target-dir")
-        .arg(target_dir);
+        .arg(&target_dir);
     if release {
         cmd.arg("--release");
     }
     let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
-    assert!(status.success(), "building {name} failed");
-    let path = profile_dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {package}'s {name}: {e}"));
+    assert!(status.success(), "building {package}'s {name} failed");
     assert!(path.exists(), "{} was not built", path.display());
     path
+}
+
+/// True when `bin` exists and is newer than every Rust source and manifest of the repo.
+fn is_fresh(bin: &std::path::Path) -> bool {
+    fn newest(dir: &std::path::Path, newest_seen: &mut std::time::SystemTime) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name();
+            if p.is_dir() {
+                if name != "target" && name != ".git" && name != "node_modules" {
+                    newest(&p, newest_seen);
+                }
+            } else if (p.extension().is_some_and(|x| x == "rs")
+                || name == "Cargo.toml"
+                || name == "Cargo.lock")
+                && let Ok(m) = e.metadata().and_then(|m| m.modified())
+                && m > *newest_seen
+            {
+                *newest_seen = m;
+            }
+        }
+    }
+    let Ok(built) = std::fs::metadata(bin).and_then(|m| m.modified()) else {
+        return false;
+    };
+    let mut newest_source = std::time::SystemTime::UNIX_EPOCH;
+    newest(&repo_root(), &mut newest_source);
+    built >= newest_source
 }
