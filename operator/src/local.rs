@@ -8,11 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use modelgate_crds::RouterSettings;
 use modelgate_dataplane::{App, Config};
 use modelgate_dataplane_api::RoutingTable;
 
-use crate::compile::{self, Inputs, Severity};
+use crate::compile::{self, Severity};
 use crate::manifests::Manifests;
 
 /// Flags of `operator local`.
@@ -45,25 +44,8 @@ pub struct LocalArgs {
 /// files cannot be read or the table is not whole.
 pub fn load(args: &LocalArgs, revision: u64) -> anyhow::Result<RoutingTable> {
     let manifests = Manifests::load(&args.files)?;
-    let settings = match &args.settings {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            RouterSettings::from_yaml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        None => manifests.settings.clone().unwrap_or_default(),
-    };
-    let compiled = compile::compile(
-        &Inputs {
-            deployments: &manifests.deployments,
-            aliases: &manifests.aliases,
-            secrets: &manifests.secrets,
-            settings: &settings,
-            settings_namespace: &args.settings_namespace,
-        },
-        revision,
-    );
+    let settings = manifests.settings(args.settings.as_deref())?;
+    let compiled = manifests.compile(&settings, &args.settings_namespace, revision);
     for (key, diags) in compiled.diagnostics.iter() {
         for d in diags {
             match d.severity {

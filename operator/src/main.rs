@@ -6,8 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use modelgate_crds::RouterSettings;
-use modelgate_operator::compile::{self, Inputs, Severity};
+use modelgate_operator::compile::{self, Severity};
 use modelgate_operator::manifests::Manifests;
 use modelgate_operator::{import, local};
 
@@ -91,33 +90,11 @@ fn run_local(args: local::LocalArgs) -> anyhow::Result<ExitCode> {
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let manifests = Manifests::load(&args.files)?;
-    let settings = match &args.settings {
-        Some(path) => {
-            if manifests.settings.is_some() {
-                anyhow::bail!(
-                    "--settings given, but the manifests hold a RouterSettings document too"
-                );
-            }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-            RouterSettings::from_yaml(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?
-        }
-        None => manifests.settings.clone().unwrap_or_default(),
-    };
+    let settings = manifests.settings(args.settings.as_deref())?;
     for note in &manifests.ignored {
         eprintln!("note: {note}");
     }
-    let compiled = compile::compile(
-        &Inputs {
-            deployments: &manifests.deployments,
-            aliases: &manifests.aliases,
-            secrets: &manifests.secrets,
-            settings: &settings,
-            settings_namespace: &args.settings_namespace,
-        },
-        1,
-    );
+    let compiled = manifests.compile(&settings, &args.settings_namespace, 1);
     let mut errors = 0;
     for (key, diags) in compiled.diagnostics.iter() {
         for d in diags {

@@ -46,6 +46,17 @@ pub enum ManifestError {
         /// What is wrong.
         message: String,
     },
+    /// A settings file was given although the manifests hold a `RouterSettings` too.
+    #[error("{0} given, but the manifests hold a RouterSettings document too; give one")]
+    SettingsTwice(PathBuf),
+    /// The settings file is not a `RouterSettings` document.
+    #[error("{path}: {message}")]
+    Settings {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The same object is defined twice.
     #[error("{kind} {namespace}/{name} is defined twice ({first} and {second})")]
     Duplicate {
@@ -221,6 +232,45 @@ impl Manifests {
         }
         self.seen.push((kind.to_owned(), ns, name, here));
         Ok(())
+    }
+
+    /// The router settings: the `settings_file` if given, else the document among the
+    /// manifests, else the defaults.
+    pub fn settings(&self, settings_file: Option<&Path>) -> Result<RouterSettings, ManifestError> {
+        let Some(path) = settings_file else {
+            return Ok(self.settings.clone().unwrap_or_default());
+        };
+        if self.settings.is_some() {
+            return Err(ManifestError::SettingsTwice(path.to_owned()));
+        }
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        RouterSettings::from_yaml(&text).map_err(|e| ManifestError::Settings {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Compiles everything read, as the operator would, with `settings` (see
+    /// [`Manifests::settings`]) living in `settings_namespace`.
+    pub fn compile(
+        &self,
+        settings: &RouterSettings,
+        settings_namespace: &str,
+        revision: u64,
+    ) -> crate::compile::Compiled {
+        crate::compile::compile(
+            &crate::compile::Inputs {
+                deployments: &self.deployments,
+                aliases: &self.aliases,
+                secrets: &self.secrets,
+                settings,
+                settings_namespace,
+            },
+            revision,
+        )
     }
 
     /// Namespaces that hold at least one object.
