@@ -207,7 +207,8 @@ pub enum Route<'a> {
 /// A routing table compiled for serving.
 #[derive(Debug)]
 pub struct Router {
-    /// The table it was built from (credentials included: never log or serve it whole).
+    /// The table it was built from, less its deployments, which moved into `targets`
+    /// (credentials included: never log or serve it whole).
     pub table: Arc<RoutingTable>,
     /// Every servable deployment.
     pub targets: Vec<Target>,
@@ -223,16 +224,19 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds a router from a validated table, taking live state from `registry`.
+    /// Builds a router from a validated table, taking live state from `registry`. The
+    /// deployments move out of the table into the targets (cloned only when the table is
+    /// shared), so a 10,000-deployment table is not held twice.
     pub fn build(table: Arc<RoutingTable>, registry: &StateRegistry) -> Router {
+        let mut table = Arc::try_unwrap(table).unwrap_or_else(|shared| (*shared).clone());
         let mut skipped = table.skipped();
-        let mut targets = Vec::with_capacity(table.deployments.len());
-        let mut by_id = HashMap::with_capacity(table.deployments.len());
-        for d in &table.deployments {
+        let deployments = std::mem::take(&mut table.deployments);
+        let mut targets = Vec::with_capacity(deployments.len());
+        for d in deployments {
             if !serves_provider(&d.provider) {
                 continue;
             }
-            let Some(provider) = Provider::for_deployment(d) else {
+            let Some(provider) = Provider::for_deployment(&d) else {
                 skipped.push(Skipped {
                     id: d.id.clone(),
                     reason: format!("provider {:?} is not served by this data plane", d.provider),
@@ -245,14 +249,19 @@ impl Router {
                 .and_then(|c| Some((c, c.api_key.as_deref()?)))
                 .and_then(|(c, key)| table.credential_value(c, key))
                 .cloned();
-            by_id.insert(d.id.as_str(), targets.len());
+            let state = registry.get(&d.id);
             targets.push(Target {
-                spec: d.clone(),
+                spec: d,
                 provider,
                 api_key,
-                state: registry.get(&d.id),
+                state,
             });
         }
+        let by_id: HashMap<&str, usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.spec.id.as_str(), i))
+            .collect();
         let mut groups = Vec::with_capacity(table.groups.len());
         let mut group_index = HashMap::with_capacity(table.groups.len());
         for g in &table.groups {
@@ -300,7 +309,7 @@ impl Router {
         let ids: Vec<&str> = targets.iter().map(|t| t.spec.id.as_str()).collect();
         registry.retain(&ids);
         Router {
-            table: Arc::clone(&table),
+            table: Arc::new(table),
             targets,
             groups,
             group_index,
