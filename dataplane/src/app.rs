@@ -51,22 +51,24 @@ impl App {
     pub fn offer_json(&self, body: &[u8]) -> Result<Accepted, Refused> {
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         let (accepted, table) = gate.offer_json(body)?;
-        self.install(table, accepted, &mut gate)
+        Ok(self.install(table, accepted, &mut gate))
     }
 
     /// Offers a decoded table (local mode).
     pub fn offer(&self, table: RoutingTable) -> Result<Accepted, Refused> {
         let mut gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());
         let accepted = gate.offer(&table)?;
-        self.install(table, accepted, &mut gate)
+        Ok(self.install(table, accepted, &mut gate))
     }
 
+    /// Builds and swaps in the router of an accepted table. Taking the gate proves the
+    /// caller holds its lock, so two offers never interleave their swaps.
     fn install(
         &self,
         table: RoutingTable,
         mut accepted: Accepted,
-        _gate: &mut TableGate,
-    ) -> Result<Accepted, Refused> {
+        _locked: &mut TableGate,
+    ) -> Accepted {
         if accepted.changed || self.router.load().is_none() {
             let router = Router::build(Arc::new(table), &self.registry);
             accepted.skipped = router.skipped.clone();
@@ -89,7 +91,7 @@ impl App {
             self.models.store(Arc::new(models));
             self.router.store(Some(Arc::new(router)));
         }
-        Ok(accepted)
+        accepted
     }
 
     /// The model group of a deployment of the table served.

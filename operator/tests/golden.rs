@@ -5,7 +5,6 @@
 
 use std::path::PathBuf;
 
-use modelgate_operator::compile::{Inputs, compile};
 use modelgate_operator::manifests::Manifests;
 
 fn repo(rel: &str) -> PathBuf {
@@ -19,16 +18,7 @@ fn compiled_table_matches_the_contract_fixture() {
     let m = Manifests::load(&[repo("operator/tests/fixtures/golden/manifests.yaml")])
         .expect("manifests load");
     let settings = m.settings.clone().expect("settings");
-    let compiled = compile(
-        &Inputs {
-            deployments: &m.deployments,
-            aliases: &m.aliases,
-            secrets: &m.secrets,
-            settings: &settings,
-            settings_namespace: "modelgate-system",
-        },
-        42,
-    );
+    let compiled = m.compile(&settings, "modelgate-system", 42);
     assert!(
         compiled.diagnostics.is_empty(),
         "{:?}",

@@ -6,7 +6,6 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use modelgate_operator::compile::{Inputs, compile};
 use modelgate_operator::manifests::Manifests;
 use modelgate_testkit::{binary, repo_path};
 
@@ -24,16 +23,7 @@ fn sigterm_drains_streams_in_flight() {
     std::fs::create_dir_all(&dir).expect("mkdir");
     let m = Manifests::load(&[repo_path("examples/quickstart")]).expect("quickstart");
     let settings = m.settings.clone().unwrap_or_default();
-    let compiled = compile(
-        &Inputs {
-            deployments: &m.deployments,
-            aliases: &m.aliases,
-            secrets: &m.secrets,
-            settings: &settings,
-            settings_namespace: "default",
-        },
-        1,
-    );
+    let compiled = m.compile(&settings, "default", 1);
     let table = dir.join("table.json");
     std::fs::write(&table, compiled.table.to_canonical_json()).expect("table");
     std::fs::write(dir.join("token"), "t0ken\n").expect("token");

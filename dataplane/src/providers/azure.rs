@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
 use http_body_util::Full;
 
-use super::{Endpoint, bad_url};
+use super::{Endpoint, bad_url, percent_encode as encode};
 use crate::errors::ApiError;
 
 /// The upstream request.
@@ -32,19 +32,6 @@ pub fn request(
         builder = builder.header("api-key", value);
     }
     builder.body(Full::new(body)).map_err(bad_url)
-}
-
-/// Percent-encodes everything but unreserved characters.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

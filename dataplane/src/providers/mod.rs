@@ -88,11 +88,6 @@ impl Provider {
         }
     }
 
-    /// True when answered in-process.
-    pub fn is_mock(&self) -> bool {
-        matches!(self, Provider::Mock(_))
-    }
-
     /// The upstream request for `endpoint` with `body`, for deployment `d`.
     pub fn request(
         &self,
@@ -148,6 +143,20 @@ pub fn upstream_model(d: &Deployment, requested: &str) -> String {
         .split_once('/')
         .map_or(requested, |(_, rest)| rest);
     d.upstream_model.replacen('*', suffix, 1)
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (URL path segments,
+/// query values, userinfo).
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn bad_url(e: impl std::fmt::Display) -> ApiError {

@@ -16,7 +16,7 @@
 use std::path::Path;
 
 use modelgate_dataplane_api::RoutingTable;
-use modelgate_operator::compile::{self, Compiled, Inputs, Severity};
+use modelgate_operator::compile::{self, Compiled, Severity};
 use modelgate_operator::manifests::Manifests;
 use serde_json::{Value, json};
 
@@ -151,19 +151,18 @@ impl Dep {
 
     /// `spec.timeouts.stream.firstByte`.
     pub fn first_byte_timeout(mut self, d: &str) -> Self {
-        let t = &mut self.0["spec"]["timeouts"];
-        if !t.is_object() {
-            *t = json!({});
-        }
-        if !t["stream"].is_object() {
-            t["stream"] = json!({});
-        }
-        t["stream"]["firstByte"] = json!(d);
+        self.stream_timeout("firstByte", d);
         self
     }
 
     /// `spec.timeouts.stream.idle`.
     pub fn idle_timeout(mut self, d: &str) -> Self {
+        self.stream_timeout("idle", d);
+        self
+    }
+
+    /// Sets `spec.timeouts.stream.<key>`, creating the objects on the way.
+    fn stream_timeout(&mut self, key: &str, d: &str) {
         let t = &mut self.0["spec"]["timeouts"];
         if !t.is_object() {
             *t = json!({});
@@ -171,8 +170,7 @@ impl Dep {
         if !t["stream"].is_object() {
             t["stream"] = json!({});
         }
-        t["stream"]["idle"] = json!(d);
-        self
+        t["stream"][key] = json!(d);
     }
 
     /// `spec.limits.maxConcurrentRequests`.
@@ -340,16 +338,7 @@ pub fn compile_yaml(yaml: &str, revision: u64) -> Compiled {
         .add_str(Path::new("test.yaml"), yaml)
         .unwrap_or_else(|e| panic!("manifest: {e}\n{yaml}"));
     let settings = manifests.settings.clone().unwrap_or_default();
-    compile::compile(
-        &Inputs {
-            deployments: &manifests.deployments,
-            aliases: &manifests.aliases,
-            secrets: &manifests.secrets,
-            settings: &settings,
-            settings_namespace: compile::DEFAULT_NAMESPACE,
-        },
-        revision,
-    )
+    manifests.compile(&settings, compile::DEFAULT_NAMESPACE, revision)
 }
 
 /// Compiles a manifest stream and panics on any error diagnostic (a test's manifest is

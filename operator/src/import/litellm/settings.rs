@@ -15,6 +15,7 @@ use modelgate_crds::settings::{
     Cooldown, RoutingStrategy, SETTINGS_API_VERSION, SETTINGS_KIND, SecretValueSource,
 };
 use modelgate_crds::{AliasTarget, ModelGroupAlias, RouterSettings, SecretKeySelector};
+use modelgate_dataplane::providers::percent_encode;
 use serde_yaml::{Mapping, Value};
 
 use super::Ctx;
@@ -688,19 +689,6 @@ fn shell_escape(s: &str) -> String {
             out.push('\\');
         }
         out.push(c);
-    }
-    out
-}
-
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
     }
     out
 }
