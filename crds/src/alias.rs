@@ -31,8 +31,8 @@ use crate::rules::{self, FieldError};
     printcolumn(
         name = "Targets",
         type_ = "string",
-        json_path = ".spec.targets[*].model",
-        description = "Model groups the alias splits traffic across"
+        json_path = ".status.targetSummary",
+        description = "Model groups the alias splits traffic across, with their shares"
     ),
     printcolumn(
         name = "Ready",

@@ -10,10 +10,13 @@ pub mod deployment;
 pub mod rules;
 pub mod settings;
 
-pub use alias::{AliasTarget, ModelGroupAlias, ModelGroupAliasSpec, ModelGroupAliasStatus};
+pub use alias::{
+    AliasTarget, ModelGroupAlias, ModelGroupAliasSpec, ModelGroupAliasStatus, ResolvedTarget,
+};
 pub use common::{Condition, ConditionStatus, SecretKeySelector, format_duration, parse_duration};
 pub use deployment::{
-    Mode, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, Probe, Provider,
+    DataplaneCounts, HealthStatus, Mode, ModelDeployment, ModelDeploymentSpec,
+    ModelDeploymentStatus, Probe, Provider,
 };
 pub use rules::FieldError;
 pub use settings::RouterSettings;

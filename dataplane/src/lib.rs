@@ -7,6 +7,7 @@
 //! - [`providers`]: one file per upstream API.
 //! - [`errors`]: the one place errors become responses.
 //! - [`server`]: the public and admin HTTP servers; [`info`]: the read-only endpoints.
+//! - [`tls`]: TLS for the admin API, following rotated certificate files.
 //! - [`health`]: active health checks; [`metrics`]: Prometheus metrics on their own port.
 //! - [`app`]: shared state; [`client`]: the upstream HTTP client.
 
@@ -24,6 +25,7 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod table;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +54,9 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// File holding the admin bearer token, re-read when it changes.
     pub admin_token_file: Option<PathBuf>,
+    /// Certificate and key (PEM files, re-read when they change) for serving the admin
+    /// API over TLS; `None` serves it over plain HTTP.
+    pub admin_tls: Option<tls::TlsFiles>,
     /// Extra CA bundle (PEM) trusted for upstreams.
     pub ca_bundle: Option<PathBuf>,
     /// How long in-flight requests may take to finish on shutdown.
@@ -65,12 +70,40 @@ pub struct Listeners {
     pub public: TcpListener,
     /// The admin API.
     pub admin: Option<TcpListener>,
+    /// The admin API's TLS (its certificate files loaded), when configured.
+    pub admin_tls: Option<Arc<tls::ReloadingTls>>,
     /// Metrics.
     pub metrics: Option<TcpListener>,
 }
 
-/// Binds the listeners (so that callers learn the ports before serving).
-pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+/// Why the data plane cannot start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// A listener cannot be bound.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The admin API's certificate and key cannot be served.
+    #[error("admin TLS: {error}")]
+    Tls {
+        /// What is wrong with them (its message includes its cause).
+        error: tls::TlsError,
+    },
+}
+
+impl From<tls::TlsError> for BindError {
+    fn from(error: tls::TlsError) -> Self {
+        BindError::Tls { error }
+    }
+}
+
+/// Binds the listeners (so that callers learn the ports before serving) and loads the
+/// admin API's certificate and key, if any.
+pub async fn bind(config: &Config) -> Result<Listeners, BindError> {
+    // The admin API's TLS is not loaded without an admin listener (nothing would use it).
+    let admin_tls = match (&config.admin_tls, config.admin_listen) {
+        (Some(files), Some(_)) => Some(Arc::new(tls::ReloadingTls::new(files.clone())?)),
+        _ => None,
+    };
     let public = TcpListener::bind(config.listen).await?;
     let admin = match config.admin_listen {
         Some(a) => Some(TcpListener::bind(a).await?),
@@ -83,6 +116,7 @@ pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
     Ok(Listeners {
         public,
         admin,
+        admin_tls,
         metrics,
     })
 }
@@ -167,6 +201,7 @@ pub async fn run(
     let Listeners {
         public,
         admin,
+        admin_tls,
         metrics: metrics_listener,
     } = listeners;
     let metrics = Arc::new(Metrics::default());
@@ -208,14 +243,12 @@ pub async fn run(
         ));
         let shutdown = shutdown.clone();
         let drain = config.drain_timeout;
+        let handler = move |req| server::admin(Arc::clone(&app), Arc::clone(&token), req);
         tasks.spawn(async move {
-            server::serve(
-                admin,
-                move |req| server::admin(Arc::clone(&app), Arc::clone(&token), req),
-                shutdown,
-                drain,
-            )
-            .await;
+            match admin_tls {
+                Some(tls) => server::serve_tls(admin, tls, handler, shutdown, drain).await,
+                None => server::serve(admin, handler, shutdown, drain).await,
+            }
         });
     }
     {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use modelgate_dataplane::tls::TlsFiles;
 use modelgate_dataplane::{App, Config, bind, client, run, table};
 
 #[derive(Debug, Parser)]
@@ -29,8 +30,26 @@ struct Args {
     /// File holding the admin bearer token; re-read when it changes.
     #[arg(long, env = "MODELGATE_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
-    /// A routing table to start with (JSON, gzip accepted), e.g. the mounted snapshot;
-    /// re-read when it changes.
+    /// Certificate chain (PEM) for serving the admin API over TLS; needs
+    /// `--admin-tls-key`. Re-read when it changes (new connections get the new one).
+    #[arg(
+        long,
+        value_name = "PEM_FILE",
+        env = "MODELGATE_ADMIN_TLS_CERT",
+        requires = "admin_tls_key"
+    )]
+    admin_tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `--admin-tls-cert`; re-read when it changes.
+    #[arg(
+        long,
+        value_name = "PEM_FILE",
+        env = "MODELGATE_ADMIN_TLS_KEY",
+        requires = "admin_tls_cert"
+    )]
+    admin_tls_key: Option<PathBuf>,
+    /// A routing table to start with (JSON, gzip accepted), or the folder where the
+    /// operator's snapshot Secrets are mounted (`parts`, `table.json.gz.NNN`); re-read
+    /// when it changes.
     #[arg(long, env = "MODELGATE_TABLE_FILE")]
     table_file: Option<PathBuf>,
     /// Extra CA bundle (PEM) trusted for HTTPS upstreams.
@@ -75,13 +94,23 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         admin_listen: Some(args.admin_listen),
         metrics_listen: Some(args.metrics_listen),
         admin_token_file: args.admin_token_file,
+        // Both or neither: clap enforces it (`requires`).
+        admin_tls: args
+            .admin_tls_cert
+            .zip(args.admin_tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
         ca_bundle: args.ca_bundle,
         drain_timeout: Duration::from_secs(args.drain_seconds),
     };
     let client = client::build(config.ca_bundle.as_deref())?;
     let app = App::new(client);
     let listeners = bind(&config).await?;
-    tracing::info!(listen = %config.listen, admin = ?config.admin_listen, "serving");
+    tracing::info!(
+        listen = %config.listen,
+        admin = ?config.admin_listen,
+        admin_tls = config.admin_tls.is_some(),
+        "serving"
+    );
     let (tx, rx) = tokio::sync::watch::channel(false);
     if let Some(path) = args.table_file.clone() {
         // Loads it now, and again whenever it changes.
@@ -93,7 +122,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         ));
     }
     tokio::spawn(async move {
-        shutdown_signal().await;
+        modelgate_dataplane::server::shutdown_signal().await;
         tracing::info!("shutting down: draining");
         let _ = tx.send(true);
     });
@@ -101,25 +130,30 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("modelgate-dataplane").chain(args.iter().copied()))
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    #[test]
+    fn the_admin_tls_files_come_together() {
+        for (given, missing) in [
+            ("--admin-tls-cert", "--admin-tls-key"),
+            ("--admin-tls-key", "--admin-tls-cert"),
+        ] {
+            let e = parse(&[given, "tls.pem"]).expect_err("half a pair");
+            assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument, "{e}");
+            assert!(e.to_string().contains(missing), "{e}");
+        }
+        let args =
+            parse(&["--admin-tls-cert", "tls.crt", "--admin-tls-key", "tls.key"]).expect("both");
+        assert_eq!(args.admin_tls_cert, Some(PathBuf::from("tls.crt")));
+        assert_eq!(args.admin_tls_key, Some(PathBuf::from("tls.key")));
+        let args = parse(&[]).expect("neither");
+        assert_eq!((args.admin_tls_cert, args.admin_tls_key), (None, None));
     }
 }

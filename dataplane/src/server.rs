@@ -1,5 +1,6 @@
 //! The HTTP servers: the OpenAI API (port 4000) and the token-protected admin API
-//! (port 4001), each an HTTP/1.1 accept loop with graceful shutdown.
+//! (port 4001, over TLS when configured: see [`crate::tls`]), each an HTTP/1.1 accept
+//! loop with graceful shutdown.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,9 +15,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::body::{Body, ReadError, json, read_limited};
@@ -24,11 +27,45 @@ use crate::errors::ApiError;
 use crate::info;
 use crate::providers::Endpoint;
 use crate::proxy;
+use crate::tls::ReloadingTls;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs an accept loop until `shutdown` turns true, then lets open connections finish
 /// (within `drain`), closing idle keep-alive connections at once.
 pub async fn serve<H, F>(
     listener: TcpListener,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    accept_loop(listener, None, handler, shutdown, drain).await;
+}
+
+/// [`serve`] over TLS: each connection's handshake runs in the connection's own task (a
+/// slow or failed handshake holds up no other connection and never stops the listener;
+/// failures are logged at debug), with the pair [`ReloadingTls::current`] gives when the
+/// connection arrives.
+pub async fn serve_tls<H, F>(
+    listener: TcpListener,
+    tls: Arc<ReloadingTls>,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    accept_loop(listener, Some(tls), handler, shutdown, drain).await;
+}
+
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingTls>>,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
@@ -40,7 +77,7 @@ pub async fn serve<H, F>(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
@@ -51,25 +88,29 @@ pub async fn serve<H, F>(
                 let _ = stream.set_nodelay(true);
                 let handler = handler.clone();
                 let mut shutdown = shutdown.clone();
+                let Some(tls) = tls.clone() else {
+                    connections.spawn(connection(stream, handler, shutdown));
+                    continue;
+                };
                 connections.spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let handler = handler.clone();
-                        async move { Ok::<_, Infallible>(handler(req).await) }
-                    });
-                    // A client gets 30 s to send its request head (no slowloris).
-                    let conn = http1::Builder::new()
-                        .keep_alive(true)
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(Duration::from_secs(30))
-                        .serve_connection(TokioIo::new(stream), svc);
-                    tokio::pin!(conn);
-                    tokio::select! {
-                        _ = conn.as_mut() => {}
-                        _ = stopped(&mut shutdown) => {
-                            conn.as_mut().graceful_shutdown();
-                            let _ = conn.await;
-                        }
-                    }
+                    let acceptor = TlsAcceptor::from(tls.current());
+                    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    let stream = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        // Shutting down: no request has started on this connection yet.
+                        _ = stopped(&mut shutdown) => return,
+                    };
+                    connection(stream, handler, shutdown).await;
                 });
             }
             _ = stopped(&mut shutdown) => break,
@@ -82,6 +123,34 @@ pub async fn serve<H, F>(
     })
     .await;
     connections.shutdown().await;
+}
+
+/// Serves HTTP/1.1 on one connection until the client closes it, or, once `shutdown`
+/// turns true, until its request in flight (if any) is answered.
+async fn connection<IO, H, F>(io: IO, handler: H, mut shutdown: watch::Receiver<bool>)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
+    });
+    // A client gets 30 s to send its request head (no slowloris).
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stopped(&mut shutdown) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).
@@ -339,5 +408,29 @@ pub async fn admin(
             )
         }
         (method, path) => ApiError::method_not_allowed(&method, path).into_response(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C (Ctrl-C alone where there are no Unix signals).
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
     }
 }

@@ -22,24 +22,75 @@ pub fn maybe_gunzip(bytes: Bytes) -> Result<Bytes, std::io::Error> {
     }
 }
 
-/// Loads the table file at startup and again whenever it changes (the snapshot Secret
-/// mounted by gateway pods is updated in place by the kubelet), by the same rules as a
-/// push. Polls every `every` until `shutdown` turns true.
+/// Reads a table snapshot: a file (JSON, gzip accepted), or a folder where the operator's
+/// snapshot Secrets are mounted: `parts` names how many parts `table.json.gz.000`,
+/// `table.json.gz.001`, … make up the gzip-compressed table, concatenated in order (a table
+/// larger than one Secret holds spans several).
+pub fn read_snapshot(path: &std::path::Path) -> std::io::Result<Bytes> {
+    if !path.is_dir() {
+        return Ok(Bytes::from(std::fs::read(path)?));
+    }
+    let parts_text = std::fs::read_to_string(path.join("parts"))?;
+    let parts: usize = parts_text.trim().parse().map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}/parts is not a number: {parts_text:?}", path.display()),
+        )
+    })?;
+    if parts == 0 || parts > 64 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{}/parts must be between 1 and 64, not {parts}",
+                path.display()
+            ),
+        ));
+    }
+    let mut out = Vec::new();
+    for i in 0..parts {
+        out.extend_from_slice(&std::fs::read(path.join(format!("table.json.gz.{i:03}")))?);
+    }
+    Ok(Bytes::from(out))
+}
+
+/// What changes when a snapshot file or folder is rewritten: modification times and
+/// lengths of the file, or of every entry of the folder.
+fn stamp(path: &std::path::Path) -> Option<Vec<(Option<std::time::SystemTime>, u64)>> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_dir() {
+        return Some(vec![(meta.modified().ok(), meta.len())]);
+    }
+    let mut entries: Vec<_> = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            // Follow the symlinks a Secret volume is made of.
+            let m = std::fs::metadata(e.path()).ok()?;
+            Some((e.file_name(), m.modified().ok(), m.len()))
+        })
+        .collect();
+    entries.sort();
+    Some(entries.into_iter().map(|(_, m, l)| (m, l)).collect())
+}
+
+/// Loads the table file (or snapshot folder, see [`read_snapshot`]) at startup and again
+/// whenever it changes (the snapshot Secrets mounted by gateway pods are updated in place
+/// by the kubelet), by the same rules as a push. Polls every `every` until `shutdown`
+/// turns true. A torn read (parts of two tables) fails the content hash and is retried at
+/// the next change.
 pub async fn watch_file(
     app: std::sync::Arc<crate::App>,
     path: std::path::PathBuf,
     every: std::time::Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut last: Option<(Option<std::time::SystemTime>, u64)> = None;
+    let mut last = None;
     loop {
-        let meta = std::fs::metadata(&path)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()));
-        if meta.is_some() && meta != last {
-            last = meta;
-            match std::fs::read(&path) {
-                Ok(bytes) => match maybe_gunzip(Bytes::from(bytes)) {
+        let now = stamp(&path);
+        if now.is_some() && now != last {
+            last = now;
+            match read_snapshot(&path) {
+                Ok(bytes) => match maybe_gunzip(bytes) {
                     Ok(bytes) => match app.offer_json(&bytes) {
                         Ok(a) if a.changed => {
                             tracing::info!(revision = a.revision, file = %path.display(), "table file loaded")
@@ -282,5 +333,28 @@ mod tests {
             .expect("accepted");
         assert_eq!(accepted.skipped.len(), 1);
         assert_eq!(accepted.skipped[0].id, "ns/d1");
+    }
+
+    #[test]
+    fn a_snapshot_folder_is_read_part_by_part() {
+        let dir = std::env::temp_dir().join(format!("modelgate-snapshot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("parts"), "3\n").expect("write");
+        std::fs::write(dir.join("table.json.gz.000"), b"ab").expect("write");
+        std::fs::write(dir.join("table.json.gz.001"), b"cd").expect("write");
+        std::fs::write(dir.join("table.json.gz.002"), b"e").expect("write");
+        // A stale part beyond `parts` is ignored.
+        std::fs::write(dir.join("table.json.gz.003"), b"zz").expect("write");
+        assert_eq!(&read_snapshot(&dir).expect("read")[..], b"abcde");
+        let before = stamp(&dir);
+        std::fs::write(dir.join("table.json.gz.001"), b"cdx").expect("write");
+        assert_ne!(stamp(&dir), before);
+        std::fs::write(dir.join("parts"), "4").expect("write");
+        assert_eq!(&read_snapshot(&dir).expect("read")[..], b"abcdxezz");
+        std::fs::remove_file(dir.join("table.json.gz.003")).expect("rm");
+        assert!(read_snapshot(&dir).is_err(), "a missing part is an error");
+        std::fs::write(dir.join("parts"), "many").expect("write");
+        assert!(read_snapshot(&dir).is_err());
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }

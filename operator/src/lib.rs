@@ -11,7 +11,14 @@
 #![forbid(unsafe_code)]
 
 pub mod compile;
+pub mod controller;
+pub mod error;
+pub mod fleet;
 pub mod import;
+pub mod leader;
 pub mod local;
 pub mod manifests;
+pub mod push;
+pub mod snapshot;
 pub mod status;
+pub mod telemetry;

@@ -93,6 +93,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         admin_listen: None,
         metrics_listen: args.metrics_listen,
         admin_token_file: None,
+        admin_tls: None,
         ca_bundle: args.ca_bundle.clone(),
         drain_timeout: Duration::from_secs(10),
     };

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use modelgate_operator::compile::{self, Severity};
 use modelgate_operator::manifests::Manifests;
-use modelgate_operator::{import, local};
+use modelgate_operator::{controller, import, local};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +31,18 @@ enum Command {
     Import(ImportCommand),
     /// Serve the gateway locally from manifest files, no cluster needed; reloads on change.
     Local(local::LocalArgs),
+    /// Run the operator against the cluster in the kubeconfig (or the in-cluster
+    /// configuration): watch the resources, push routing tables, write status.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    config: controller::Config,
+    /// Log format: `json` (one object per line) or `text`.
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,6 +75,7 @@ fn main() -> ExitCode {
             import::litellm::run(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Local(args) => run_local(args),
+        Command::Run(args) => run_operator(args),
     };
     match result {
         Ok(code) => code,
@@ -86,6 +99,29 @@ fn run_local(args: local::LocalArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(local::run(args))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_operator(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MODELGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if args.log_format == "json" {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match runtime.block_on(controller::run(args.config)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            tracing::error!(error = e.metric_label(), "{e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {

@@ -15,7 +15,9 @@ It listens on 127.0.0.1 (port 0: the OS picks) and answers `POST .../chat/comple
 - `hold`: sets `arrived`, waits until `release` is set (at most 10 s), then answers.
 - `break-stream`: starts a stream, sends two chunks, then drops the connection.
 
-`GET /v1/models` lists models (the gateway's health probe of OpenAI-compatible servers).
+`GET /v1/models` lists models (the gateway's health probe of OpenAI-compatible servers) and
+is counted in `probes`. `Upstream(port)` listens on a given port, so a test can stop an
+upstream and bring it back at the same address.
 
 Every request is recorded (path, headers, JSON body) for tests to inspect.
 """
@@ -23,6 +25,7 @@ Every request is recorded (path, headers, JSON body) for tests to inspect.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,8 +46,12 @@ ERROR_TYPES = {
 class Upstream:
     """The server and what tests can observe and steer."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
+        # `GET .../models` calls (health probes), counted apart from `requests`.
+        self.probes = 0
+        # Open client connections, closed by `close()` as a dying server's would be.
+        self.connections: set[Any] = set()
         self.lock = threading.Lock()
         self.arrived = threading.Event()
         self.release = threading.Event()
@@ -54,7 +61,7 @@ class Upstream:
         class Handler(_Handler):
             owner = upstream
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -69,6 +76,13 @@ class Upstream:
         self.release.set()
         self.server.shutdown()
         self.server.server_close()
+        with self.lock:
+            connections = list(self.connections)
+        for conn in connections:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
@@ -96,6 +110,19 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         pass  # quiet: pytest shows failures, not access logs
+
+    def setup(self) -> None:
+        super().setup()
+        with self.owner.lock:
+            self.owner.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.owner.lock:
+            self.owner.connections.discard(self.connection)
+        try:
+            super().finish()
+        except OSError:
+            pass
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -125,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         # `GET /v1/models`: what the gateway's health checks of OpenAI-compatible servers ask.
         if self.path.rstrip("/").endswith("/models"):
+            with self.owner.lock:
+                self.owner.probes += 1
             models = ["echo", "slow", "hold"]
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "upstream"} for m in models]
             self._send_json(200, {"object": "list", "data": data})

@@ -92,6 +92,7 @@ impl Gateway {
             admin_listen: Some("127.0.0.1:0".parse().expect("address")),
             metrics_listen: None,
             admin_token_file: Some(token_file.clone()),
+            admin_tls: None,
             ca_bundle: None,
             drain_timeout: Duration::from_secs(2),
         };

@@ -7,6 +7,7 @@
 //! - [`gateway`]: the real data plane, in-process on `127.0.0.1:0`, and table pushes.
 //! - [`manifest`]: manifest builders, compiled with the operator's compiler.
 //! - [`http`]: a small HTTP client (whole responses and SSE streams).
+//! - [`pytest`]: runs a pytest suite of the repository as one Rust test.
 //!
 //! Everything listens and connects on `127.0.0.1` only.
 
@@ -15,6 +16,7 @@
 pub mod gateway;
 pub mod http;
 pub mod manifest;
+pub mod pytest;
 pub mod upstream;
 
 use std::future::Future;
