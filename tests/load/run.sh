@@ -13,7 +13,7 @@
 # - saturation at 64 connections with an 8 KiB prompt (the per-byte cost of the proxy);
 # - Modelgate's memory with a 10,000-deployment fleet loaded, both as `operator local`
 #   (compiler + data plane in one process) and as the `modelgate-dataplane` binary fed the
-#   compiled table (`--table-file`), as it runs in a pod;
+#   compiled table (`--table-file`), as it runs in a pod, at start and after 8 table pushes;
 # and prints the Markdown tables (requests/s, latency, ratios and added latency against
 # direct and against nginx, the targets) that go into BENCHMARKS.md.
 #
@@ -370,13 +370,26 @@ if [ "${SKIP_RSS:-0}" != 1 ]; then
     if "$bin/modelgate-dataplane" --help | grep -q -- --metrics-listen; then
         dp_metrics=(--metrics-listen "127.0.0.1:$p_metrics")
     fi
+    echo "load-bench-token" >"$work/admin-token"
     MODELGATE_LOG=warn start fleet-dataplane "$cpu_proxy" "$bin/modelgate-dataplane" \
         --table-file "$work/fleet-table.json" --listen "127.0.0.1:$p_fleet" \
-        --admin-listen "127.0.0.1:$p_fleet_admin" "${dp_metrics[@]}"
+        --admin-listen "127.0.0.1:$p_fleet_admin" --admin-token-file "$work/admin-token" \
+        "${dp_metrics[@]}"
     pid=$started
     wait_ready fleet-dataplane "$pid" "http://127.0.0.1:$p_fleet/v1/chat/completions" model-00000 120
     settle fleet-dataplane "$pid" "http://127.0.0.1:$p_fleet"
     rss_of "$pid" "modelgate-dataplane --table-file" >>"$results"
+    # 3. The same process after 8 pushes of the table under later revisions, one a second
+    # (each a whole swap: decode, new router, health checks restarted), 10 s later.
+    for i in 2 3 4 5 6 7 8 9; do
+        sed "0,/\"revision\": [0-9]*/s//\"revision\": $i/" "$work/fleet-table.json" | gzip -c |
+            curl -sf -X PUT --data-binary @- -H "Authorization: Bearer load-bench-token" \
+                "http://127.0.0.1:$p_fleet_admin/v1/routing-table" >/dev/null ||
+            die "push $i to fleet-dataplane failed"
+        sleep 1
+    done
+    sleep 10
+    rss_of "$pid" "modelgate-dataplane --table-file, after 8 pushes" >>"$results"
     stop "$pid"
 fi
 

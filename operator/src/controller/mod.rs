@@ -209,7 +209,23 @@ pub async fn run(config: Config) -> Result<()> {
 
     let token = Arc::new(TokenFile::new(config.admin_token_file.clone()));
     token.get().map_err(|e| Error::Config(e.to_string()))?;
-    let tls = dataplane_tls(&client, &config).await?;
+    // The CA Secret may not exist yet (cert-manager issues it after the install): wait for
+    // it rather than crash-looping; a Secret without `ca.crt` is a setup error.
+    let mut delay = Duration::from_millis(500);
+    let tls = loop {
+        match dataplane_tls(&client, &config).await {
+            Ok(t) => break t,
+            Err(e @ Error::Config(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!("waiting for the data-plane CA Secret, retrying in {delay:?}: {e}");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = &mut shutdown => return Ok(()),
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
     let dataplanes = DataPlaneClient::new(token, &tls, config.push_timeout)
         .map_err(|e| Error::Config(e.to_string()))?;
     let recorder = Recorder::new(
