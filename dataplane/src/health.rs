@@ -1,6 +1,7 @@
 //! Active health checks: one task per deployment, on the deployment's interval and
 //! timeout, whatever number of aliases reach it. The probe is the one its spec names:
-//! the provider's model list (free), a minimal chat, completion or embedding request, or
+//! the provider's model list (free; Anthropic's `GET /v1/models` with its key headers),
+//! a minimal chat, completion or embedding request (a minimal message for Anthropic), or
 //! a GET of a URL. A reasoning model is never sent `max_tokens: 1` (it fails such
 //! requests falsely) and is asked for low reasoning effort.
 //!
@@ -42,7 +43,10 @@ pub async fn run(app: Arc<App>, mut shutdown: watch::Receiver<bool>) {
         if same {
             continue;
         }
-        checks.abort_all();
+        // A new set: dropping the old one aborts its checks and frees their tasks (an
+        // aborted task's memory lives until its handle is dropped, so `abort_all` alone
+        // would keep every old table's checks allocated).
+        checks = JoinSet::new();
         current = router.clone();
         let Some(router) = router else { continue };
         for i in 0..router.targets.len() {
@@ -144,6 +148,14 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
     let probe = probe_for(t);
     let get = |uri: String| -> Result<Request<Full<Bytes>>, String> {
         let mut b = Request::builder().method(Method::GET).uri(uri);
+        if let Provider::Anthropic(a) = &t.provider {
+            let headers = a
+                .auth_headers(key, &http::HeaderMap::new())
+                .map_err(|e| e.message)?;
+            let mut req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+            req.headers_mut().extend(headers);
+            return Ok(req);
+        }
         if let Some(key) = key {
             let (name, value) = match &t.provider {
                 Provider::Azure { .. } => ("api-key", key.to_owned()),
@@ -174,10 +186,15 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
             Provider::Azure { base, api_version } => {
                 get(format!("{base}/openai/models?api-version={api_version}"))
             }
+            Provider::Anthropic(a) => get(a.models_url()),
             Provider::Mock(_) => Err("mock deployments are not probed over HTTP".to_owned()),
         },
         Probe::Chat | Probe::Completion | Probe::Embedding => {
-            let (endpoint, body) = probe_body(t, probe);
+            let (endpoint, body) = match &t.provider {
+                // Anthropic has only chat: any probe of a request is a minimal message.
+                Provider::Anthropic(_) => (Endpoint::Messages, anthropic_probe_body(t)),
+                _ => probe_body(t, probe),
+            };
             let mut req = t
                 .provider
                 .request(
@@ -196,6 +213,20 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
             Ok(req)
         }
     }
+}
+
+/// The smallest Anthropic message request. `max_tokens` is required there: one token for
+/// an ordinary model, a few dozen for a reasoning model (never one, which such models
+/// may fail on).
+pub fn anthropic_probe_body(t: &Target) -> Bytes {
+    let d = &t.spec;
+    let max_tokens = if d.model_info.reasoning { 32 } else { 1 };
+    let value = json!({
+        "model": d.upstream_model,
+        "messages": [{"role": "user", "content": "ping"}],
+        "max_tokens": max_tokens,
+    });
+    Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
 }
 
 /// The smallest request of the probe's kind. Reasoning models get no `max_tokens` (one

@@ -4,7 +4,8 @@
 //! - [`table`]: accepting a routing table (decode, schema, revision, validation).
 //! - [`router`]: the table compiled for serving, with live deployment state.
 //! - [`proxy`]: one request: retries, fallbacks, cooldowns, streaming.
-//! - [`providers`]: one file per upstream API.
+//! - [`providers`]: one file per upstream API, and the translators between APIs.
+//! - [`sse`]: server-sent events: decoding upstream streams, writing clients' events.
 //! - [`errors`]: the one place errors become responses.
 //! - [`server`]: the public and admin HTTP servers; [`info`]: the read-only endpoints.
 //! - [`tls`]: TLS for the admin API, following rotated certificate files.
@@ -24,6 +25,7 @@ pub mod providers;
 pub mod proxy;
 pub mod router;
 pub mod server;
+pub mod sse;
 pub mod table;
 pub mod tls;
 
@@ -127,6 +129,7 @@ fn endpoint_label(path: &str) -> Option<&'static str> {
         "/v1/chat/completions" | "/chat/completions" => Some("chat"),
         "/v1/completions" | "/completions" => Some("completions"),
         "/v1/embeddings" | "/embeddings" => Some("embeddings"),
+        "/v1/messages" | "/messages" => Some("messages"),
         _ => None,
     }
 }

@@ -11,6 +11,11 @@ use clap::Parser;
 use modelgate_dataplane::tls::TlsFiles;
 use modelgate_dataplane::{App, Config, bind, client, run, table};
 
+/// jemalloc with background purging: after a table swap the old table's pages go back to
+/// the OS within seconds (glibc kept a push's peak; see BENCHMARKS.md, Memory).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "modelgate-dataplane",

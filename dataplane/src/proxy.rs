@@ -1,5 +1,7 @@
-//! Serving one completion, completion or embedding request: resolve the model, try
-//! deployments with retries, fall back, and stream or return the answer.
+//! Serving one chat completion, completion, embedding or Messages request: resolve the
+//! model, try deployments with retries, fall back, translate for the deployment's API
+//! when it is not the client's ([`crate::providers::legs`]), and stream or return the
+//! answer.
 //!
 //! Order of attempts: for an alias, the target picked by share first, then its other
 //! targets, then its fallbacks; for a group, the group; then the router's fallbacks for
@@ -9,16 +11,22 @@
 //! except a context-window error, which moves on to the context-window fallbacks.
 //!
 //! Streams: the first upstream event is awaited before the 200 is committed, so an early
-//! failure is still retried; after it, chunks are forwarded as they arrive, and a failure
-//! ends the stream with an error event (no `[DONE]` is faked).
+//! failure is still retried; after it, chunks are forwarded (or translated, event by
+//! event) as they arrive, and a failure ends the stream with an error event in the
+//! client's dialect (no `[DONE]` or `message_stop` is faked).
+//!
+//! A deployment that cannot take the request at all (a parameter its provider lacks
+//! without `dropParams`, an endpoint its provider does not have) is skipped without a
+//! cooldown: another deployment of the group may take it; when none can, the client
+//! gets that 400.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Response, header};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Incoming;
 use serde_json::Value;
@@ -26,8 +34,11 @@ use tokio::sync::mpsc;
 
 use crate::body::{Body, BoxError, full};
 use crate::client::HttpClient;
-use crate::errors::ApiError;
-use crate::providers::{Endpoint, Provider, upstream_model};
+use crate::errors::{ApiError, Dialect};
+use crate::providers::{
+    Endpoint, Legs, Provider, RequestContext, ResponseContext, StreamTranslator, legs,
+    upstream_model,
+};
 use crate::router::{Route, Router, pick_alias_target};
 
 /// Longest error body read from an upstream.
@@ -67,6 +78,8 @@ pub struct Served {
 struct Failure {
     error: ApiError,
     retryable: bool,
+    /// The deployment cannot take this request at all (nothing was sent).
+    unfit: bool,
 }
 
 impl Failure {
@@ -74,13 +87,17 @@ impl Failure {
         Self {
             error,
             retryable: true,
+            unfit: false,
         }
     }
 
-    fn from_status(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> Self {
-        let error = ApiError::from_upstream(status, body, retry_after);
-        let retryable = matches!(status.as_u16(), 408 | 409 | 429) || status.is_server_error();
-        Self { error, retryable }
+    /// Retryable or not by the error's status.
+    fn of(error: ApiError) -> Self {
+        Self {
+            retryable: error.is_retryable(),
+            error,
+            unfit: false,
+        }
     }
 }
 
@@ -153,8 +170,9 @@ pub async fn serve(
     client_headers: &HeaderMap,
     body: Bytes,
 ) -> Served {
+    let dialect = endpoint.dialect();
     let fail = |error: ApiError, attempts| Served {
-        response: error.into_response(),
+        response: error.into_response_as(dialect),
         deployment: None,
         attempts,
     };
@@ -206,7 +224,7 @@ pub async fn serve(
     // An error an upstream gave names the deployment that gave it in
     // `x-modelgate-deployment` (and so in the metrics), as an answer does.
     let upstream_error = |error: ApiError, attempts, id: &str| Served {
-        response: error.into_response(),
+        response: error.into_response_as(dialect),
         deployment: Some(id.to_owned()),
         attempts,
     };
@@ -217,12 +235,17 @@ pub async fn serve(
     let mut context_fallbacks_used = false;
     while let Some((g, group_model)) = steps.pop_front() {
         let mut tried: Vec<usize> = Vec::new();
+        let mut unfit: Vec<usize> = Vec::new();
         let mut retries = None;
         loop {
             let now = Instant::now();
             let Some(t) = router.pick(g, &tried, now) else {
                 break;
             };
+            if unfit.contains(&t) {
+                // Every deployment of the group was tried; this one cannot take it anyway.
+                break;
+            }
             let target = &router.targets[t];
             let budget = *retries.get_or_insert(target.spec.retries);
             if tried.len() > budget as usize {
@@ -261,6 +284,15 @@ pub async fn serve(
                         deployment: Some(target.spec.id.clone()),
                         attempts,
                     };
+                }
+                Err(f) if f.unfit => {
+                    tracing::debug!(
+                        deployment = %target.spec.id,
+                        "deployment cannot take the request: {}", f.error.message
+                    );
+                    unfit.push(t);
+                    last = Some(f.error);
+                    last_from = Some(target.spec.id.clone());
                 }
                 Err(f) if f.retryable => {
                     let cooled = target.state.record_failure(
@@ -362,27 +394,54 @@ async fn attempt(
     let target = &router.targets[t];
     let d = &target.spec;
     let upstream = upstream_model(d, group_model);
+    let dialect = endpoint.dialect();
+    let legs = legs(endpoint, &target.provider);
+    // The body for this deployment: as it came, with `model` rewritten, or translated.
+    let (send_body, front_cx, back_cx) = if legs.is_passthrough() {
+        let send_body = if requested_model == upstream {
+            body.clone()
+        } else {
+            // Rewrite `model` (wildcards, `upstream.model`): the one case that builds a tree.
+            let mut rewritten: Value = serde_json::from_slice(body).unwrap_or_default();
+            if let Some(object) = rewritten.as_object_mut() {
+                object.insert("model".to_owned(), Value::String(upstream.clone()));
+            }
+            Bytes::from(serde_json::to_vec(&rewritten).unwrap_or_default())
+        };
+        (send_body, None, None)
+    } else {
+        let cx = RequestContext {
+            endpoint,
+            deployment: d,
+            requested_model,
+            upstream_model: &upstream,
+            stream,
+            drop_params: router.settings().drop_params,
+        };
+        legs.request(&cx, body).map_err(|error| Failure {
+            error,
+            retryable: false,
+            unfit: true,
+        })?
+    };
     let guard = target.state.start();
     if let Provider::Mock(mock) = &target.provider {
-        let request: Value = serde_json::from_slice(body).unwrap_or_default();
-        let answer = mock.answer(endpoint, &upstream, &request).await;
+        let request: Value = serde_json::from_slice(&send_body).unwrap_or_default();
+        let answer = mock.answer(legs.upstream, &upstream, &request).await;
         drop(guard);
-        return Ok(answer);
+        if legs.is_passthrough() {
+            return Ok(answer);
+        }
+        return translate_local(answer, legs, front_cx, back_cx, dialect)
+            .await
+            .map_err(Failure::of);
     }
-    let send_body = if requested_model == upstream {
-        body.clone()
-    } else {
-        // Rewrite `model` (wildcards, `upstream.model`): the one case that builds a tree.
-        let mut rewritten: Value = serde_json::from_slice(body).unwrap_or_default();
-        rewritten["model"] = Value::String(upstream.clone());
-        Bytes::from(serde_json::to_vec(&rewritten).unwrap_or_default())
-    };
     let req = target
         .provider
         .request(
             d,
             target.api_key.as_ref().map(|k| k.expose()),
-            endpoint,
+            legs.upstream,
             &upstream,
             send_body,
             client_headers,
@@ -390,6 +449,7 @@ async fn attempt(
         .map_err(|error| Failure {
             error,
             retryable: false,
+            unfit: false,
         })?;
     if !stream {
         let timeout = Duration::from_millis(d.timeouts.request_ms);
@@ -415,15 +475,21 @@ async fn attempt(
         };
         drop(guard);
         if !parts.status.is_success() {
-            return Err(Failure::from_status(
+            return Err(Failure::of(legs.error(
                 parts.status,
                 &bytes,
                 retry_after(&parts.headers),
-            ));
+            )));
         }
-        let mut resp = Response::new(full(bytes));
-        copy_content_type(&parts.headers, resp.headers_mut(), "application/json");
-        return Ok(resp);
+        if legs.is_passthrough() {
+            let mut resp = Response::new(full(bytes));
+            copy_content_type(&parts.headers, resp.headers_mut(), "application/json");
+            return Ok(resp);
+        }
+        let answer = legs
+            .response(front_cx.as_ref(), back_cx.as_ref(), bytes)
+            .map_err(Failure::of)?;
+        return Ok(json_answer(answer));
     }
 
     // Streaming: headers and the first event within the first-byte timeout.
@@ -447,16 +513,26 @@ async fn attempt(
                 Ok(r) => r?,
                 Err(_) => Bytes::new(),
             };
-        return Err(Failure::from_status(
+        return Err(Failure::of(legs.error(
             parts.status,
             &bytes,
             retry_after(&parts.headers),
-        ));
+        )));
     }
-    let first = loop {
+    let mut translator = legs.stream(front_cx.as_ref(), back_cx.as_ref());
+    let mut out = BytesMut::new();
+    // The first event (translated: the first event the client would get), or the whole
+    // stream when it ended within it.
+    let (first, ended) = loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Err(_) => return Err(timed_out()),
             Ok(None) => {
+                if let Some(x) = translator.as_mut() {
+                    x.finish(&mut out).map_err(Failure::of)?;
+                    if !out.is_empty() {
+                        break (out.split().freeze(), true);
+                    }
+                }
                 return Err(Failure::retryable(ApiError::bad_gateway(format!(
                     "deployment {} ended the stream before the first event",
                     d.id
@@ -469,7 +545,15 @@ async fn attempt(
                 ))));
             }
             Ok(Some(Ok(frame))) => match frame.into_data() {
-                Ok(data) if !data.is_empty() => break data,
+                Ok(data) if !data.is_empty() => match translator.as_mut() {
+                    None => break (data, false),
+                    Some(x) => {
+                        x.feed(&data, &mut out).map_err(Failure::of)?;
+                        if !out.is_empty() {
+                            break (out.split().freeze(), false);
+                        }
+                    }
+                },
                 _ => continue,
             },
         }
@@ -489,7 +573,7 @@ async fn attempt(
     };
     tokio::spawn(async move {
         let _guard = guard;
-        if tx.send(Ok(http_body::Frame::data(first))).await.is_err() {
+        if tx.send(Ok(http_body::Frame::data(first))).await.is_err() || ended {
             return;
         }
         loop {
@@ -501,53 +585,190 @@ async fn attempt(
                 _ = tx.closed() => return,
                 next = tokio::time::timeout(idle, body.frame()) => next,
             };
-            match next {
+            let error = match next {
                 Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data()
-                        && tx.send(Ok(http_body::Frame::data(data))).await.is_err()
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
+                    let (data, error) = match translator.as_mut() {
+                        None => (data, None),
+                        Some(x) => {
+                            let result = x.feed(&data, &mut out);
+                            // What was translated before an error goes first.
+                            (out.split().freeze(), result.err())
+                        }
+                    };
+                    if !data.is_empty() && tx.send(Ok(http_body::Frame::data(data))).await.is_err()
                     {
                         // The client went away: dropping the upstream body cancels it.
                         return;
                     }
+                    match error {
+                        None => continue,
+                        Some(e) => e,
+                    }
                 }
-                Ok(None) => return,
+                Ok(None) => {
+                    let Some(x) = translator.as_mut() else {
+                        return;
+                    };
+                    let result = x.finish(&mut out);
+                    if !out.is_empty() {
+                        let _ = tx
+                            .send(Ok(http_body::Frame::data(out.split().freeze())))
+                            .await;
+                    }
+                    match result {
+                        Ok(()) => return,
+                        Err(e) => e,
+                    }
+                }
                 Ok(Some(Err(e))) => {
-                    failed();
-                    let _ = tx
-                        .send(Ok(stream_error_event(&format!(
-                            "deployment {id} failed mid-stream: {e}"
-                        ))))
-                        .await;
-                    return;
+                    ApiError::bad_gateway(format!("deployment {id} failed mid-stream: {e}"))
                 }
-                Err(_) => {
-                    failed();
-                    let _ = tx
-                        .send(Ok(stream_error_event(&format!(
-                            "deployment {id} sent nothing for {}ms",
-                            idle.as_millis()
-                        ))))
-                        .await;
-                    return;
-                }
+                Err(_) => ApiError::bad_gateway(format!(
+                    "deployment {id} sent nothing for {}ms",
+                    idle.as_millis()
+                )),
+            };
+            if error.is_retryable() {
+                failed();
             }
+            let _ = tx.send(Ok(stream_error_event(dialect, &error))).await;
+            return;
         }
     });
     let stream = tokio_stream_from(rx);
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
-    copy_content_type(&parts.headers, resp.headers_mut(), "text/event-stream");
+    if legs.is_passthrough() {
+        copy_content_type(&parts.headers, resp.headers_mut(), "text/event-stream");
+    } else {
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/event-stream"),
+        );
+    }
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(resp)
 }
 
-/// An SSE event carrying an OpenAI-shaped error, ending a stream that already began.
-fn stream_error_event(message: &str) -> http_body::Frame<Bytes> {
-    let error = ApiError::bad_gateway(message);
-    let mut event = b"data: ".to_vec();
-    event.extend_from_slice(&error.to_json());
-    event.extend_from_slice(b"\n\n");
-    http_body::Frame::data(Bytes::from(event))
+/// A JSON answer.
+fn json_answer(bytes: Bytes) -> Response<Body> {
+    let mut resp = Response::new(full(bytes));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Translates an answer made in-process (the mock provider): whole, or as a stream
+/// translated frame by frame.
+async fn translate_local(
+    answer: Response<Body>,
+    legs: Legs,
+    front_cx: Option<ResponseContext>,
+    back_cx: Option<ResponseContext>,
+    dialect: Dialect,
+) -> Result<Response<Body>, ApiError> {
+    let (parts, body) = answer.into_parts();
+    let streaming = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !parts.status.is_success() {
+        let bytes = body
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        return Err(legs.error(parts.status, &bytes, None));
+    }
+    match legs.stream(front_cx.as_ref(), back_cx.as_ref()) {
+        Some(translator) if streaming => {
+            let mut resp = Response::new(translated_body(body, translator, dialect));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            resp.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            Ok(resp)
+        }
+        _ => {
+            let bytes = body
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| ApiError::internal(format!("the answer failed: {e}")))?;
+            Ok(json_answer(legs.response(
+                front_cx.as_ref(),
+                back_cx.as_ref(),
+                bytes,
+            )?))
+        }
+    }
+}
+
+/// `body` translated frame by frame; a translation error ends it with an error event.
+fn translated_body(body: Body, translator: Box<dyn StreamTranslator>, dialect: Dialect) -> Body {
+    struct State {
+        body: Body,
+        translator: Box<dyn StreamTranslator>,
+        out: BytesMut,
+        ended: bool,
+    }
+    let state = State {
+        body,
+        translator,
+        out: BytesMut::new(),
+        ended: false,
+    };
+    let frames = futures_util::stream::unfold(state, move |mut s| async move {
+        loop {
+            if s.ended {
+                return None;
+            }
+            let result = match s.body.frame().await {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => s.translator.feed(&data, &mut s.out),
+                    Err(_) => Ok(()),
+                },
+                Some(Err(e)) => Err(ApiError::bad_gateway(format!("the answer failed: {e}"))),
+                None => {
+                    s.ended = true;
+                    s.translator.finish(&mut s.out)
+                }
+            };
+            if let Err(e) = result {
+                s.ended = true;
+                let mut bytes = s.out.split();
+                let event = stream_error_event(dialect, &e);
+                if let Ok(data) = event.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+                return Some((Ok::<_, BoxError>(http_body::Frame::data(bytes.freeze())), s));
+            }
+            if !s.out.is_empty() {
+                let data = s.out.split().freeze();
+                return Some((Ok(http_body::Frame::data(data)), s));
+            }
+        }
+    });
+    StreamBody::new(frames).boxed_unsync()
+}
+
+/// An SSE event carrying an error in the client's dialect, ending a stream that already
+/// began: OpenAI's `data: {"error": …}`, or Anthropic's `event: error`.
+fn stream_error_event(dialect: Dialect, error: &ApiError) -> http_body::Frame<Bytes> {
+    let json = error.to_json_as(dialect);
+    let mut event = BytesMut::with_capacity(json.len() + 24);
+    match dialect {
+        Dialect::OpenAi => crate::sse::write_data(&mut event, &json),
+        Dialect::Anthropic => crate::sse::write_event(&mut event, "error", &json),
+    }
+    http_body::Frame::data(event.freeze())
 }
 
 fn tokio_stream_from(

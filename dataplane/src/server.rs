@@ -1,4 +1,5 @@
-//! The HTTP servers: the OpenAI API (port 4000) and the token-protected admin API
+//! The HTTP servers: the OpenAI API (port 4000; Anthropic's `/v1/messages` too) and the
+//! token-protected admin API
 //! (port 4001, over TLS when configured: see [`crate::tls`]), each an HTTP/1.1 accept
 //! loop with graceful shutdown.
 
@@ -23,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
 use crate::body::{Body, ReadError, json, read_limited};
-use crate::errors::ApiError;
+use crate::errors::{ApiError, Dialect};
 use crate::info;
 use crate::providers::Endpoint;
 use crate::proxy;
@@ -225,25 +226,29 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
         }
         _ => {}
     }
+    let endpoint = match path.as_str() {
+        "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
+        "/v1/completions" | "/completions" => Some(Endpoint::Completions),
+        "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
+        // Anthropic's Messages API (Claude SDKs send their key as `x-api-key`).
+        "/v1/messages" | "/messages" => Some(Endpoint::Messages),
+        _ => None,
+    };
+    // Errors in the shape of the API the client called.
+    let dialect = endpoint.map_or(Dialect::OpenAi, Endpoint::dialect);
     let Some(router) = app.router() else {
-        return ApiError::unavailable("no routing table loaded yet").into_response();
+        return ApiError::unavailable("no routing table loaded yet").into_response_as(dialect);
     };
     if let Some(key) = &router.master_key {
         let ok = presented_key(req.headers())
             .is_some_and(|k| constant_time_eq(k, key.expose().as_bytes()));
         if !ok {
-            return ApiError::unauthorized().into_response();
+            return ApiError::unauthorized().into_response_as(dialect);
         }
     }
-    let endpoint = match path.as_str() {
-        "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
-        "/v1/completions" | "/completions" => Some(Endpoint::Completions),
-        "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
-        _ => None,
-    };
     if let Some(endpoint) = endpoint {
         if method != Method::POST {
-            return ApiError::method_not_allowed(&method, &path).into_response();
+            return ApiError::method_not_allowed(&method, &path).into_response_as(dialect);
         }
         let (parts, body) = req.into_parts();
         let limit = router.settings().max_request_body_bytes;
@@ -254,14 +259,14 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
             .and_then(|v| v.parse::<u64>().ok())
             && len > limit
         {
-            return ApiError::too_large(limit).into_response();
+            return ApiError::too_large(limit).into_response_as(dialect);
         }
         let body = match read_limited(body, limit).await {
             Ok(b) => b,
-            Err(ReadError::TooLarge(l)) => return ApiError::too_large(l).into_response(),
+            Err(ReadError::TooLarge(l)) => return ApiError::too_large(l).into_response_as(dialect),
             Err(ReadError::Io(e)) => {
                 return ApiError::bad_request(format!("cannot read the request body: {e}"))
-                    .into_response();
+                    .into_response_as(dialect);
             }
         };
         let served = proxy::serve(router, &app.client, endpoint, &parts.headers, body).await;

@@ -189,10 +189,19 @@ fn invalid_spec_repeats_the_cel_rules() {
 
 #[test]
 fn unsupported_provider_is_reported() {
+    // A provider defined in the CRDs that this data plane does not serve yet.
+    let Some(provider) = ["gemini"]
+        .into_iter()
+        .find(|p| !modelgate_dataplane_api::serves_provider(p))
+    else {
+        return;
+    };
     let d = deployment(
         "team",
-        "claude",
-        "{model: claude, upstream: {provider: anthropic, credentials: {secretKeyRef: {name: k, key: k}}}}",
+        "unserved",
+        &format!(
+            "{{model: unserved, upstream: {{provider: {provider}, credentials: {{secretKeyRef: {{name: k, key: k}}}}}}}}"
+        ),
     );
     let c = run(
         &[d, mock("team", "m", "m")],
@@ -201,10 +210,32 @@ fn unsupported_provider_is_reported() {
         &RouterSettings::default(),
     );
     assert_eq!(
-        reasons(&c, &dkey("team", "claude")),
+        reasons(&c, &dkey("team", "unserved")),
         ["UnsupportedProvider"]
     );
     assert!(c.table.group("m").is_some());
+}
+
+#[test]
+fn anthropic_deployments_are_served() {
+    let d = deployment(
+        "team",
+        "claude",
+        "{model: claude, upstream: {provider: anthropic, model: claude-sonnet-4-5, credentials: {secretKeyRef: {name: k, key: k}}}}",
+    );
+    let c = run(
+        &[d],
+        &[],
+        &secrets(&[("team", "k", &[("k", "v")])]),
+        &RouterSettings::default(),
+    );
+    assert!(reasons(&c, &dkey("team", "claude")).is_empty());
+    let d = &c.table.deployments[0];
+    assert_eq!(d.provider, "anthropic");
+    assert_eq!(
+        d.health_check.probe,
+        modelgate_dataplane_api::Probe::ModelsList
+    );
 }
 
 #[test]

@@ -380,7 +380,8 @@ if [ "${SKIP_RSS:-0}" != 1 ]; then
     settle fleet-dataplane "$pid" "http://127.0.0.1:$p_fleet"
     rss_of "$pid" "modelgate-dataplane --table-file" >>"$results"
     # 3. The same process after 8 pushes of the table under later revisions, one a second
-    # (each a whole swap: decode, new router, health checks restarted), 10 s later.
+    # (each a whole swap: decode, new router, health checks restarted), 30 s later (the
+    # allocator returns freed pages over about that time).
     for i in 2 3 4 5 6 7 8 9; do
         sed "0,/\"revision\": [0-9]*/s//\"revision\": $i/" "$work/fleet-table.json" | gzip -c |
             curl -sf -X PUT --data-binary @- -H "Authorization: Bearer load-bench-token" \
@@ -388,7 +389,7 @@ if [ "${SKIP_RSS:-0}" != 1 ]; then
             die "push $i to fleet-dataplane failed"
         sleep 1
     done
-    sleep 10
+    sleep 30
     rss_of "$pid" "modelgate-dataplane --table-file, after 8 pushes" >>"$results"
     stop "$pid"
 fi

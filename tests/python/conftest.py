@@ -31,6 +31,7 @@ import openai
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from anthropic_upstream import AnthropicUpstream  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -86,7 +87,36 @@ def _mock(response: str | None = None, delay: str | None = None) -> str:
 NO_HEALTH_CHECK = "  healthCheck: {enabled: false}\n"
 
 
-def manifests(upstream_base: str, closed_port: int) -> str:
+def _anthropic(api_base: str, upstream_model: str) -> str:
+    return f"""  upstream:
+    provider: anthropic
+    apiBase: {api_base}
+    model: {upstream_model}
+    credentials: {{secretKeyRef: {{name: upstream-key, key: apiKey}}}}
+"""
+
+
+def anthropic_manifests(anthropic_base: str) -> list[str]:
+    """Anthropic-backed models (tests/python/test_anthropic.py): an echo, a tool caller, an
+    overloaded deployment failing over to a mock one in the same group, and statuses."""
+    docs = [
+        _deployment("claude-chat", "claude-chat", _anthropic(anthropic_base, "claude-echo"), "  modelInfo: {maxOutputTokens: 256}\n"),
+        _deployment("claude-tools", "claude-tools", _anthropic(anthropic_base, "claude-tools"), NO_HEALTH_CHECK),
+        _deployment(
+            "claude-overloaded",
+            "claude-failover",
+            _anthropic(anthropic_base, "claude-status-529"),
+            NO_HEALTH_CHECK + "  routing: {order: 1, retries: 1}\n",
+        ),
+        _deployment("claude-failover-mock", "claude-failover", _mock(MOCK_TEXT), "  routing: {order: 2, retries: 1}\n"),
+    ]
+    for status in (400, 401, 429):
+        name = f"claude-status-{status}"
+        docs.append(_deployment(name, name, _anthropic(anthropic_base, name), NO_HEALTH_CHECK))
+    return docs
+
+
+def manifests(upstream_base: str, closed_port: int, anthropic_base: str | None = None) -> str:
     """Every resource the suite needs, as one multi-document YAML file."""
     docs = [
         f"""apiVersion: v1
@@ -152,6 +182,8 @@ spec: {{alias: secret-chat, hidden: true, targets: [{{model: mock-chat}}]}}
     retry_once = "  routing: {retries: 1}\n"
     docs.append(_deployment("flaky-bad", "flaky", _compatible(upstream_base, "status-503-flaky"), NO_HEALTH_CHECK + retry_once))
     docs.append(_deployment("flaky-good", "flaky", _mock(MOCK_TEXT), retry_once))
+    if anthropic_base is not None:
+        docs.extend(anthropic_manifests(anthropic_base))
     return "\n".join(docs)
 
 
@@ -263,13 +295,20 @@ def upstream() -> Iterator[Upstream]:
 
 
 @pytest.fixture(scope="session")
-def gateway(request: pytest.FixtureRequest, upstream: Upstream) -> Iterator[Gateway]:
+def anthropic_upstream() -> Iterator[AnthropicUpstream]:
+    server = AnthropicUpstream(UPSTREAM_KEY).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(request: pytest.FixtureRequest, upstream: Upstream, anthropic_upstream: AnthropicUpstream) -> Iterator[Gateway]:
     global _FAILED_GATEWAY_LOG
     binary = operator_binary()
     with tempfile.TemporaryDirectory(prefix="modelgate-openai-sdk-") as tmp:
         manifest_dir = Path(tmp) / "manifests"
         manifest_dir.mkdir()
-        (manifest_dir / "suite.yaml").write_text(manifests(upstream.base_url, _free_port()))
+        (manifest_dir / "suite.yaml").write_text(manifests(upstream.base_url, _free_port(), anthropic_upstream.base_url))
         gw = Gateway(binary, manifest_dir)
         try:
             gw.start()

@@ -19,7 +19,7 @@ fn openai_python_sdk_suite() {
     // It takes ~15 s; a loaded machine is slower.
     pytest::run(
         "tests/python",
-        &["openai", "pytest"],
+        &["openai", "anthropic", "pytest"],
         &[("MODELGATE_OPERATOR_BIN", operator)],
         Duration::from_secs(300),
     );

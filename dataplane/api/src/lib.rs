@@ -30,7 +30,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Providers this data plane serves. The operator leaves deployments of any other provider
 /// out of the table (`UnsupportedProvider`); a data plane older than its operator skips
 /// them and reports them as skipped.
-pub const SERVED_PROVIDERS: &[&str] = &["mock", "openai", "openai-compatible", "azure"];
+pub const SERVED_PROVIDERS: &[&str] =
+    &["mock", "openai", "openai-compatible", "azure", "anthropic"];
 
 /// True when this data plane serves `provider`.
 pub fn serves_provider(provider: &str) -> bool {

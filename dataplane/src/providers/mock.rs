@@ -56,7 +56,7 @@ impl Mock {
         });
         match endpoint {
             Endpoint::Embeddings => json_response(&embeddings(model, request, prompt_tokens)),
-            Endpoint::Chat | Endpoint::Completions if stream => {
+            Endpoint::Chat | Endpoint::Completions | Endpoint::Messages if stream => {
                 let include_usage = request
                     .pointer("/stream_options/include_usage")
                     .and_then(Value::as_bool)
@@ -70,7 +70,8 @@ impl Mock {
                     include_usage.then_some(usage),
                 )
             }
-            Endpoint::Chat => json_response(&json!({
+            // `/v1/messages` reaches a mock translated to chat; answer chat anyway.
+            Endpoint::Chat | Endpoint::Messages => json_response(&json!({
                 "id": format!("chatcmpl-mock-{id}"),
                 "object": "chat.completion",
                 "created": created,

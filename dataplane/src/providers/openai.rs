@@ -1,5 +1,8 @@
 //! OpenAI and OpenAI-compatible servers: `POST {base}/chat/completions` with
-//! `Authorization: Bearer <key>` when the deployment has a key.
+//! `Authorization: Bearer <key>` when the deployment has a key. Bodies go as they came;
+//! [`wire`] holds the OpenAI chat types that translators to and from other APIs use.
+
+pub mod wire;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, header};

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod anthropic_upstream;
 pub mod gateway;
 pub mod http;
 pub mod manifest;

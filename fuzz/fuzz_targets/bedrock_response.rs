@@ -1,0 +1,18 @@
+//! Converse answers and error answers (arbitrary bytes) to OpenAI's shapes: never a
+//! panic.
+
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use modelgate_dataplane::providers::bedrock::converse::{chat_response, error, exception};
+
+fuzz_target!(|data: &[u8]| {
+    let _ = chat_response(data, "m");
+    for status in [400u16, 403, 424, 429, 503] {
+        let status = http::StatusCode::from_u16(status).expect("status");
+        let e = error(status, data, None, None);
+        assert!(e.status.is_client_error() || e.status.is_server_error());
+        let _ = error(status, data, Some("ValidationException:http://x"), None);
+    }
+    let _ = exception("modelStreamErrorException", data);
+});
