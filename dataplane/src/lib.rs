@@ -175,12 +175,17 @@ async fn measured(app: Arc<App>, metrics: Arc<Metrics>, req: Request<Incoming>) 
     Response::from_parts(parts, body.boxed_unsync())
 }
 
-/// The metrics endpoint.
+/// The metrics endpoint (and the health probes).
 async fn metrics_endpoint(
     app: Arc<App>,
     metrics: Arc<Metrics>,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    // The probes answer here too, so a sidecar can keep its API on 127.0.0.1 and still be
+    // probed by the kubelet on the pod IP.
+    if matches!(req.uri().path(), "/health/liveliness" | "/health/readiness") {
+        return server::public(app, req).await;
+    }
     if req.method() != Method::GET || req.uri().path() != "/metrics" {
         return errors::ApiError::not_found(req.uri().path()).into_response();
     }

@@ -69,6 +69,27 @@ fn sigterm_drains_streams_in_flight() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
+    // The probes answer on the metrics port too (sidecars keep their API on loopback).
+    for (path, want) in [
+        ("/health/readiness", " 200 "),
+        ("/health/liveliness", " 200 "),
+        ("/metrics", " 200 "),
+        ("/v1/models", " 404 "),
+    ] {
+        let mut s = TcpStream::connect(("127.0.0.1", metrics)).expect("connect to metrics");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+        )
+        .expect("write");
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).expect("read");
+        assert!(
+            line.contains(want),
+            "GET {path} on the metrics port: {line}"
+        );
+    }
+
     // large-chat streams a chunk every 150 ms.
     let body =
         r#"{"model":"large-chat","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
