@@ -1,7 +1,9 @@
 //! What translation costs per request: an OpenAI chat request with a system prompt, a
 //! few turns, a tool call and its result, and two tools translated for Anthropic, plus
 //! the Anthropic answer (text and a tool call) translated back; and the same for the
-//! `/v1/messages` front leg (Anthropic request → OpenAI chat, and the answer back).
+//! `/v1/messages` front leg (Anthropic request → OpenAI chat, and the answer back); the
+//! same OpenAI request for Gemini (`generateContent`) and Bedrock (Converse; without the
+//! image URL, which Converse cannot fetch), with their answers back.
 //!
 //! `cargo bench -p modelgate-dataplane --bench translate` (the target is well under
 //! 50 µs per request + answer).
@@ -11,6 +13,8 @@ use std::hint::black_box;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use modelgate_dataplane::providers::anthropic::{ANTHROPIC_TO_OPENAI, OPENAI_TO_ANTHROPIC};
+use modelgate_dataplane::providers::bedrock::OPENAI_TO_BEDROCK;
+use modelgate_dataplane::providers::gemini::OPENAI_TO_GEMINI;
 use modelgate_dataplane::providers::{Endpoint, RequestContext, Translator};
 use modelgate_dataplane_api::{Deployment, HealthCheck, Limits, ModelInfo, Probe, Timeouts};
 
@@ -96,6 +100,10 @@ const MESSAGES_REQUEST: &str = r#"{
 
 const OPENAI_ANSWER: &str = r#"{"id":"chatcmpl-B9MHDbslfkBeAs8l4bebGdFOJ6PeG","object":"chat.completion","created":1741570283,"model":"gpt-4o-2024-08-06","choices":[{"index":0,"message":{"role":"assistant","content":"Paris is sunny at 21°C and Berlin is cloudy at 17°C.","tool_calls":[{"id":"call_3","type":"function","function":{"name":"get_time","arguments":"{\"city\":\"Paris\"}"}}],"refusal":null},"logprobs":null,"finish_reason":"tool_calls"}],"usage":{"prompt_tokens":472,"completion_tokens":91,"total_tokens":563,"prompt_tokens_details":{"cached_tokens":128}}}"#;
 
+const GEMINI_ANSWER: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"Paris is sunny at 21°C and Berlin is cloudy at 17°C. The picture shows a cat; let me check the local time too."},{"functionCall":{"name":"get_time","args":{"city":"Paris"}}}]},"finishReason":"STOP","index":0}],"usageMetadata":{"promptTokenCount":472,"candidatesTokenCount":91,"totalTokenCount":563,"cachedContentTokenCount":128},"modelVersion":"gemini-2.5-flash"}"#;
+
+const BEDROCK_ANSWER: &str = r#"{"output":{"message":{"role":"assistant","content":[{"text":"Paris is sunny at 21°C and Berlin is cloudy at 17°C. Let me check the local time too."},{"toolUse":{"toolUseId":"tooluse_kZJMlvQmRJ6eAyJE5GIl7Q","name":"get_time","input":{"city":"Paris"}}}]}},"stopReason":"tool_use","usage":{"inputTokens":472,"outputTokens":91,"totalTokens":563,"cacheReadInputTokens":128},"metrics":{"latencyMs":1203}}"#;
+
 fn bench(c: &mut Criterion) {
     let d = deployment();
     let chat = Bytes::from_static(OPENAI_REQUEST.as_bytes());
@@ -114,6 +122,43 @@ fn bench(c: &mut Criterion) {
                 .expect("request");
             let answer = OPENAI_TO_ANTHROPIC
                 .response(&t.context, Bytes::from_static(ANTHROPIC_ANSWER.as_bytes()))
+                .expect("answer");
+            black_box((t.body, answer))
+        });
+    });
+    let gemini_cx = RequestContext {
+        requested_model: "gemini",
+        upstream_model: "gemini-2.5-flash",
+        ..cx
+    };
+    c.bench_function("openai→gemini request + answer", |b| {
+        b.iter(|| {
+            let t = OPENAI_TO_GEMINI
+                .request(&gemini_cx, black_box(&chat))
+                .expect("request");
+            let answer = OPENAI_TO_GEMINI
+                .response(&t.context, Bytes::from_static(GEMINI_ANSWER.as_bytes()))
+                .expect("answer");
+            black_box((t.body, answer))
+        });
+    });
+    let without_image = Bytes::from(OPENAI_REQUEST.replace(
+        r#", {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}"#,
+        "",
+    ));
+    let bedrock_cx = RequestContext {
+        requested_model: "bedrock",
+        upstream_model: "anthropic.claude-3-5-haiku-20241022-v1:0",
+        drop_params: true,
+        ..cx
+    };
+    c.bench_function("openai→bedrock request + answer", |b| {
+        b.iter(|| {
+            let t = OPENAI_TO_BEDROCK
+                .request(&bedrock_cx, black_box(&without_image))
+                .expect("request");
+            let answer = OPENAI_TO_BEDROCK
+                .response(&t.context, Bytes::from_static(BEDROCK_ANSWER.as_bytes()))
                 .expect("answer");
             black_box((t.body, answer))
         });

@@ -1,8 +1,10 @@
 //! Active health checks: one task per deployment, on the deployment's interval and
 //! timeout, whatever number of aliases reach it. The probe is the one its spec names:
-//! the provider's model list (free; Anthropic's `GET /v1/models` with its key headers),
-//! a minimal chat, completion or embedding request (a minimal message for Anthropic), or
-//! a GET of a URL. A reasoning model is never sent `max_tokens: 1` (it fails such
+//! the provider's model list (free; Anthropic's `GET /v1/models` with its key headers,
+//! Gemini's `GET {base}/models` with the key in `x-goog-api-key`, never in the URL), a
+//! minimal chat, completion or embedding request (a minimal message for Anthropic, a
+//! minimal signed Converse call for Bedrock, which has no model list on its runtime
+//! endpoint), or a GET of a URL. A reasoning model is never sent `max_tokens: 1` (it fails such
 //! requests falsely) and is asked for low reasoning effort.
 //!
 //! Results land in each deployment's live state; `/health` and the admin health report
@@ -21,7 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::client::HttpClient;
-use crate::providers::{Endpoint, Provider};
+use crate::providers::{Endpoint, Provider, RequestContext};
 use crate::router::{Health, Router, Target};
 
 /// Runs health checks for whatever table is served, until `shutdown` turns true.
@@ -98,6 +100,15 @@ pub fn probe_for(t: &Target) -> Probe {
 /// Runs one check of one deployment.
 pub async fn check(t: &Target, client: &HttpClient) -> Health {
     let started = Instant::now();
+    if matches!(t.provider, Provider::Bedrock(_)) && t.spec.upstream_model.contains('*') {
+        // Bedrock Runtime lists no models, and a wildcard names none to call.
+        return Health {
+            healthy: None,
+            reason: Some("a wildcard Bedrock deployment has no model to probe".to_owned()),
+            last_check_ms: Some(now_ms()),
+            latency_ms: None,
+        };
+    }
     let timeout = Duration::from_millis(t.spec.health_check.timeout_ms);
     let outcome = match &t.provider {
         Provider::Mock(_) => Ok(()),
@@ -159,6 +170,7 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
         if let Some(key) = key {
             let (name, value) = match &t.provider {
                 Provider::Azure { .. } => ("api-key", key.to_owned()),
+                Provider::Gemini(_) => ("x-goog-api-key", key.to_owned()),
                 _ => ("authorization", format!("Bearer {key}")),
             };
             let mut v = HeaderValue::from_str(&value)
@@ -187,12 +199,15 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
                 get(format!("{base}/openai/models?api-version={api_version}"))
             }
             Provider::Anthropic(a) => get(a.models_url()),
+            Provider::Gemini(g) => get(g.models_url()),
+            Provider::Bedrock(_) => translated_probe(t, Probe::Chat),
             Provider::Mock(_) => Err("mock deployments are not probed over HTTP".to_owned()),
         },
         Probe::Chat | Probe::Completion | Probe::Embedding => {
             let (endpoint, body) = match &t.provider {
                 // Anthropic has only chat: any probe of a request is a minimal message.
                 Provider::Anthropic(_) => (Endpoint::Messages, anthropic_probe_body(t)),
+                Provider::Gemini(_) | Provider::Bedrock(_) => return translated_probe(t, probe),
                 _ => probe_body(t, probe),
             };
             let mut req = t
@@ -204,6 +219,7 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
                     &d.upstream_model,
                     body,
                     &http::HeaderMap::new(),
+                    false,
                 )
                 .map_err(|e| e.message)?;
             req.headers_mut().insert(
@@ -213,6 +229,44 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
             Ok(req)
         }
     }
+}
+
+/// A probe of a provider that does not speak OpenAI (Gemini, Bedrock): the smallest
+/// OpenAI request of the probe's kind (a chat for Bedrock, which has only chat),
+/// translated by the provider's own leg with `dropParams` on (a reasoning model's
+/// `reasoning_effort` is dropped where it cannot be sent), then built (signed, for
+/// Bedrock) like any request.
+fn translated_probe(t: &Target, probe: Probe) -> Result<Request<Full<Bytes>>, String> {
+    let d = &t.spec;
+    let probe = match t.provider {
+        Provider::Bedrock(_) => Probe::Chat,
+        _ => probe,
+    };
+    let (endpoint, body) = probe_body(t, probe);
+    let translator = t
+        .provider
+        .translator()
+        .ok_or("the provider has no translator")?;
+    let cx = RequestContext {
+        endpoint,
+        deployment: d,
+        requested_model: &d.upstream_model,
+        upstream_model: &d.upstream_model,
+        stream: false,
+        drop_params: true,
+    };
+    let translated = translator.request(&cx, &body).map_err(|e| e.message)?;
+    t.provider
+        .request(
+            d,
+            t.api_key.as_ref().map(|k| k.expose()),
+            endpoint,
+            &d.upstream_model,
+            translated.body,
+            &http::HeaderMap::new(),
+            false,
+        )
+        .map_err(|e| e.message)
 }
 
 /// The smallest Anthropic message request. `max_tokens` is required there: one token for

@@ -445,6 +445,7 @@ async fn attempt(
             &upstream,
             send_body,
             client_headers,
+            stream,
         )
         .map_err(|error| Failure {
             error,

@@ -236,10 +236,13 @@ impl Router {
             if !serves_provider(&d.provider) {
                 continue;
             }
-            let Some(provider) = Provider::for_deployment(&d) else {
+            let Some(provider) = Provider::for_deployment(&d, &table) else {
                 skipped.push(Skipped {
                     id: d.id.clone(),
-                    reason: format!("provider {:?} is not served by this data plane", d.provider),
+                    reason: format!(
+                        "provider {:?} is not served by this data plane, or the deployment lacks what it needs (apiBase, apiVersion, region)",
+                        d.provider
+                    ),
                 });
                 continue;
             };

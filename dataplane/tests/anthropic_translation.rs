@@ -75,6 +75,7 @@ fn response_cx(include_usage: bool) -> ResponseContext {
     ResponseContext {
         include_usage,
         created: CREATED,
+        ..ResponseContext::default()
     }
 }
 

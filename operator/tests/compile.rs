@@ -188,32 +188,61 @@ fn invalid_spec_repeats_the_cel_rules() {
 }
 
 #[test]
-fn unsupported_provider_is_reported() {
-    // A provider defined in the CRDs that this data plane does not serve yet.
-    let Some(provider) = ["gemini"]
-        .into_iter()
-        .find(|p| !modelgate_dataplane_api::serves_provider(p))
-    else {
-        return;
-    };
-    let d = deployment(
-        "team",
-        "unserved",
-        &format!(
-            "{{model: unserved, upstream: {{provider: {provider}, credentials: {{secretKeyRef: {{name: k, key: k}}}}}}}}"
+fn every_crd_provider_is_served() {
+    // `UnsupportedProvider` is for a CRD provider ahead of the data plane; today the data
+    // plane serves every provider the CRDs define, so a deployment of each compiles into
+    // the table (an unknown name is refused by the CRD schema before the compiler).
+    for p in modelgate_crds::deployment::Provider::ALL {
+        assert!(
+            modelgate_dataplane_api::serves_provider(p.as_str()),
+            "{p} is in the CRDs but not served"
+        );
+    }
+    let specs = [
+        (
+            "oai",
+            "{model: a, upstream: {provider: openai, credentials: {secretKeyRef: {name: k, key: k}}}}",
         ),
-    );
+        (
+            "compat",
+            "{model: b, upstream: {provider: openai-compatible, apiBase: 'http://vllm:8000/v1'}}",
+        ),
+        (
+            "az",
+            "{model: c, upstream: {provider: azure, apiBase: 'https://x.openai.azure.com', apiVersion: '2024-10-21', credentials: {secretKeyRef: {name: k, key: k}}}}",
+        ),
+        (
+            "claude",
+            "{model: d, upstream: {provider: anthropic, credentials: {secretKeyRef: {name: k, key: k}}}}",
+        ),
+        (
+            "gem",
+            "{model: e, upstream: {provider: gemini, model: gemini-2.5-flash, credentials: {secretKeyRef: {name: k, key: k}}}}",
+        ),
+        (
+            "br",
+            "{model: f, upstream: {provider: bedrock, region: us-east-1, model: 'amazon.nova-lite-v1:0', credentials: {secretName: k, keys: {accessKeyId: k, secretAccessKey: s}}}}",
+        ),
+    ];
+    let ds: Vec<_> = specs
+        .iter()
+        .map(|(name, spec)| deployment("team", name, spec))
+        .chain([mock("team", "m", "m")])
+        .collect();
     let c = run(
-        &[d, mock("team", "m", "m")],
+        &ds,
         &[],
-        &secrets(&[("team", "k", &[("k", "v")])]),
+        &secrets(&[("team", "k", &[("k", "v"), ("s", "w")])]),
         &RouterSettings::default(),
     );
-    assert_eq!(
-        reasons(&c, &dkey("team", "unserved")),
-        ["UnsupportedProvider"]
-    );
-    assert!(c.table.group("m").is_some());
+    for (name, _) in specs {
+        assert!(
+            reasons(&c, &dkey("team", name)).is_empty(),
+            "{name}: {:?}",
+            c.diagnostics.of(&dkey("team", name))
+        );
+    }
+    assert_eq!(c.table.deployments.len(), specs.len() + 1);
 }
 
 #[test]
@@ -553,8 +582,7 @@ fn duplicates_keep_one_definition_whatever_the_order() {
 
 #[test]
 fn bedrock_keys_resolve_from_one_secret() {
-    // Bedrock is not served yet, so the deployment is left out — but only after its
-    // spec rules passed; the spec without keys fails them first.
+    // The spec without keys fails the spec rules.
     let no_keys = deployment(
         "team",
         "br",
@@ -568,4 +596,34 @@ fn bedrock_keys_resolve_from_one_secret() {
     );
     let d = &c.diagnostics.of(&dkey("team", "br"))[0];
     assert!(d.message.contains("keys.accessKeyId"), "{}", d.message);
+
+    // With keys, the deployment is served: region and the three keys reach the table.
+    let with_keys = deployment(
+        "team",
+        "br",
+        "{model: claude, upstream: {provider: bedrock, region: eu-west-3, credentials: {secretName: aws, keys: {accessKeyId: id, secretAccessKey: secret, sessionToken: token}}}}",
+    );
+    let c = run(
+        &[with_keys],
+        &[],
+        &secrets(&[(
+            "team",
+            "aws",
+            &[("id", "AKIA"), ("secret", "s"), ("token", "t")],
+        )]),
+        &RouterSettings::default(),
+    );
+    assert!(reasons(&c, &dkey("team", "br")).is_empty());
+    let d = &c.table.deployments[0];
+    assert_eq!(d.region.as_deref(), Some("eu-west-3"));
+    let creds = d.credentials.as_ref().expect("credentials");
+    assert_eq!(creds.access_key_id.as_deref(), Some("id"));
+    assert_eq!(creds.secret_access_key.as_deref(), Some("secret"));
+    assert_eq!(creds.session_token.as_deref(), Some("token"));
+    assert_eq!(
+        c.table
+            .credential_value(creds, "secret")
+            .map(|v| v.expose()),
+        Some("s")
+    );
 }

@@ -1106,13 +1106,11 @@ fn providers_the_data_plane_does_not_serve_yet_are_emitted_and_reported() {
         let name = d.metadata.name.clone().unwrap_or_default();
         let key = ObjectKey::new(Kind::ModelDeployment, NS, name.as_str());
         let first = compiled.diagnostics.first_error(&key);
-        // Served once their translators land (anthropic has): then accepted.
-        let expected =
-            (!modelgate_dataplane_api::serves_provider(d.spec.upstream.provider.as_str()))
-                .then_some(Reason::UnsupportedProvider);
+        // Every provider is served: each imported deployment (Bedrock's AWS keys and
+        // region, Gemini's key included) compiles without an error.
         assert_eq!(
             first.map(|d| d.reason),
-            expected,
+            None::<Reason>,
             "{name}: {:?}",
             compiled.diagnostics.of(&key)
         );

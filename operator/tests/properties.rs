@@ -222,9 +222,10 @@ proptest! {
             1 => d2.push(created_at(deployment("b", "bad", &format!(
                 "{{model: {existing_model:?}, upstream: {{provider: openai, credentials: {{secretKeyRef: {{name: nowhere, key: k}}}}}}}}"
             )), newest)),
-            // A provider this data plane does not serve.
+            // Its Secret lacks the keys it names (every CRD provider is served now, so
+            // an unserved provider can no longer be the bad object).
             2 => d2.push(created_at(deployment("c", "bad", &format!(
-                "{{model: {existing_model:?}, upstream: {{provider: gemini, credentials: {{secretKeyRef: {{name: keys, key: openai}}}}}}}}"
+                "{{model: {existing_model:?}, upstream: {{provider: bedrock, region: us-east-1, credentials: {{secretName: keys, keys: {{accessKeyId: no-such-key, secretAccessKey: no-such-key}}}}}}}}"
             )), newest)),
             // An alias with a missing target.
             3 => a2.push(created_at(alias("a", "bad", "{alias: fresh, targets: [{model: nowhere}]}"), newest)),

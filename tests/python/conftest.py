@@ -32,6 +32,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from anthropic_upstream import AnthropicUpstream  # noqa: E402
+from bedrock_upstream import BedrockUpstream  # noqa: E402
+from gemini_upstream import GeminiUpstream  # noqa: E402
 from upstream import Upstream  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +46,8 @@ os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"
 
 MASTER_KEY = "sk-modelgate-sdk-suite-master"
 UPSTREAM_KEY = "sk-upstream-sdk-suite"
+AWS_ACCESS_KEY_ID = "AKIASDKSUITE"
+AWS_REGION = "us-east-1"
 MOCK_TEXT = "Hello from the mock deployment, streamed word by word."
 MAX_BODY = 64 * 1024
 COOLDOWN_SECONDS = 2
@@ -116,7 +120,60 @@ def anthropic_manifests(anthropic_base: str) -> list[str]:
     return docs
 
 
-def manifests(upstream_base: str, closed_port: int, anthropic_base: str | None = None) -> str:
+def _gemini(api_base: str, upstream_model: str) -> str:
+    return f"""  upstream:
+    provider: gemini
+    apiBase: {api_base}
+    model: {upstream_model}
+    credentials: {{secretKeyRef: {{name: upstream-key, key: apiKey}}}}
+"""
+
+
+def _bedrock(api_base: str, upstream_model: str) -> str:
+    return f"""  upstream:
+    provider: bedrock
+    apiBase: {api_base}
+    region: {AWS_REGION}
+    model: {upstream_model}
+    credentials: {{secretName: aws, keys: {{accessKeyId: id, secretAccessKey: secret}}}}
+"""
+
+
+def gemini_bedrock_manifests(gemini_base: str, bedrock_base: str) -> list[str]:
+    """Gemini- and Bedrock-backed models (tests/python/test_gemini_bedrock.py): an echo and
+    a tool caller each, statuses, and an alias over both failing over between them."""
+    docs = [
+        f"""---
+apiVersion: v1
+kind: Secret
+metadata: {{name: aws}}
+stringData: {{id: {AWS_ACCESS_KEY_ID}, secret: sdk-suite-aws-secret}}
+"""
+    ]
+    for provider, base, make in (("gemini", gemini_base, _gemini), ("bedrock", bedrock_base, _bedrock)):
+        docs.append(_deployment(f"{provider}-chat", f"{provider}-chat", make(base, f"{provider}-echo"), NO_HEALTH_CHECK))
+        docs.append(_deployment(f"{provider}-tools", f"{provider}-tools", make(base, f"{provider}-tools"), NO_HEALTH_CHECK))
+        for status in (400, 429):
+            name = f"{provider}-status-{status}"
+            docs.append(_deployment(name, name, make(base, name), NO_HEALTH_CHECK))
+    docs.append(
+        """---
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelGroupAlias
+metadata: {name: gemini-then-bedrock}
+spec: {alias: gemini-then-bedrock, targets: [{model: gemini-status-429}], fallbacks: [bedrock-tools]}
+"""
+    )
+    return docs
+
+
+def manifests(
+    upstream_base: str,
+    closed_port: int,
+    anthropic_base: str | None = None,
+    gemini_base: str | None = None,
+    bedrock_base: str | None = None,
+) -> str:
     """Every resource the suite needs, as one multi-document YAML file."""
     docs = [
         f"""apiVersion: v1
@@ -184,6 +241,8 @@ spec: {{alias: secret-chat, hidden: true, targets: [{{model: mock-chat}}]}}
     docs.append(_deployment("flaky-good", "flaky", _mock(MOCK_TEXT), retry_once))
     if anthropic_base is not None:
         docs.extend(anthropic_manifests(anthropic_base))
+    if gemini_base is not None and bedrock_base is not None:
+        docs.extend(gemini_bedrock_manifests(gemini_base, bedrock_base))
     return "\n".join(docs)
 
 
@@ -302,13 +361,40 @@ def anthropic_upstream() -> Iterator[AnthropicUpstream]:
 
 
 @pytest.fixture(scope="session")
-def gateway(request: pytest.FixtureRequest, upstream: Upstream, anthropic_upstream: AnthropicUpstream) -> Iterator[Gateway]:
+def gemini_upstream() -> Iterator[GeminiUpstream]:
+    server = GeminiUpstream(UPSTREAM_KEY).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def bedrock_upstream() -> Iterator[BedrockUpstream]:
+    server = BedrockUpstream(AWS_ACCESS_KEY_ID).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(
+    request: pytest.FixtureRequest,
+    upstream: Upstream,
+    anthropic_upstream: AnthropicUpstream,
+    gemini_upstream: GeminiUpstream,
+    bedrock_upstream: BedrockUpstream,
+) -> Iterator[Gateway]:
     global _FAILED_GATEWAY_LOG
     binary = operator_binary()
     with tempfile.TemporaryDirectory(prefix="modelgate-openai-sdk-") as tmp:
         manifest_dir = Path(tmp) / "manifests"
         manifest_dir.mkdir()
-        (manifest_dir / "suite.yaml").write_text(manifests(upstream.base_url, _free_port(), anthropic_upstream.base_url))
+        suite = manifests(
+            upstream.base_url,
+            _free_port(),
+            anthropic_upstream.base_url,
+            gemini_upstream.base_url,
+            bedrock_upstream.base_url,
+        )
+        (manifest_dir / "suite.yaml").write_text(suite)
         gw = Gateway(binary, manifest_dir)
         try:
             gw.start()

@@ -30,8 +30,15 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Providers this data plane serves. The operator leaves deployments of any other provider
 /// out of the table (`UnsupportedProvider`); a data plane older than its operator skips
 /// them and reports them as skipped.
-pub const SERVED_PROVIDERS: &[&str] =
-    &["mock", "openai", "openai-compatible", "azure", "anthropic"];
+pub const SERVED_PROVIDERS: &[&str] = &[
+    "mock",
+    "openai",
+    "openai-compatible",
+    "azure",
+    "anthropic",
+    "gemini",
+    "bedrock",
+];
 
 /// True when this data plane serves `provider`.
 pub fn serves_provider(provider: &str) -> bool {

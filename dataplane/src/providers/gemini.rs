@@ -11,9 +11,13 @@
 //! - Transport: [`url`] and [`http_request`]; the key goes in the `x-goog-api-key` header,
 //!   never in the URL, so that it never lands in a log line.
 //!
+//! The provider adapter (a deployment's endpoint, the static translator
+//! [`OPENAI_TO_GEMINI`] wrapping these functions) is [`openai_gemini`].
+//!
 //! The OpenAI-side pieces shared with the Bedrock translator (the error type, options,
 //! chunk and usage builders) are in [`shared`].
 
+pub mod openai_gemini;
 pub mod schema;
 pub mod shared;
 pub mod stream;
@@ -38,6 +42,11 @@ use self::wire::{
 };
 use super::percent_encode;
 use crate::errors::ApiError;
+
+pub use openai_gemini::{Gemini, OpenAiToGemini};
+
+/// OpenAI chat completions and embeddings → Gemini.
+pub static OPENAI_TO_GEMINI: OpenAiToGemini = OpenAiToGemini;
 
 /// The Gemini API base.
 pub const DEFAULT_BASE: &str = "https://generativelanguage.googleapis.com/v1beta";

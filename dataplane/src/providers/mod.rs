@@ -7,6 +7,9 @@
 //! - [`azure`]: Azure OpenAI (deployment URL, `api-version`, `api-key` header).
 //! - [`anthropic`]: Anthropic's Messages API (`x-api-key`, `anthropic-version`), with the
 //!   translators OpenAI chat → Anthropic and Anthropic Messages (inbound) → OpenAI chat.
+//! - [`gemini`]: Google's Gemini API (`generateContent`, `streamGenerateContent`,
+//!   `embedContent`; the key in `x-goog-api-key`).
+//! - [`bedrock`]: AWS Bedrock Runtime's Converse and ConverseStream, SigV4-signed.
 //! - [`mock`]: canned answers in-process, for demos and load tests.
 //!
 //! # Translation
@@ -32,7 +35,7 @@
 //! events) and the upstream's error answers (to an [`ApiError`], whose status decides
 //! retries and which [`crate::errors::Dialect`] renders for the client).
 //!
-//! A new provider (Gemini, Bedrock) plugs in with: a variant of [`Provider`] built in
+//! A new provider plugs in (as Gemini and Bedrock did) with: a variant of [`Provider`] built in
 //! [`Provider::for_deployment`], its HTTP request in [`Provider::request`] (URL, auth,
 //! signing of the final body), a static [`Translator`] returned by
 //! [`Provider::translator`], its probe in `health.rs`, and its name in the contract's
@@ -50,7 +53,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use http_body_util::Full;
-use modelgate_dataplane_api::Deployment;
+use modelgate_dataplane_api::{Deployment, RoutingTable};
 
 use crate::errors::{ApiError, Dialect};
 
@@ -114,13 +117,19 @@ pub enum Provider {
     },
     /// Anthropic's Messages API.
     Anthropic(anthropic::Anthropic),
+    /// Google's Gemini API.
+    Gemini(gemini::Gemini),
+    /// AWS Bedrock Runtime (Converse).
+    Bedrock(bedrock::Bedrock),
     /// Answered in-process.
     Mock(mock::Mock),
 }
 
 impl Provider {
-    /// The provider for a table deployment; `None` for a provider this build cannot serve.
-    pub fn for_deployment(d: &Deployment) -> Option<Provider> {
+    /// The provider for a table deployment of `table` (where its credentials are); `None`
+    /// for a provider this build cannot serve, or a deployment missing what its provider
+    /// needs (a base, an API version, a region).
+    pub fn for_deployment(d: &Deployment, table: &RoutingTable) -> Option<Provider> {
         match d.provider.as_str() {
             "openai" => Some(Provider::OpenAi {
                 base: d
@@ -138,6 +147,8 @@ impl Provider {
             "anthropic" => Some(Provider::Anthropic(anthropic::Anthropic::from_deployment(
                 d,
             ))),
+            "gemini" => Some(Provider::Gemini(gemini::Gemini::from_deployment(d))),
+            "bedrock" => bedrock::Bedrock::from_deployment(d, table).map(Provider::Bedrock),
             "mock" => Some(Provider::Mock(mock::Mock::from_deployment(d))),
             _ => None,
         }
@@ -148,6 +159,8 @@ impl Provider {
     pub fn translator(&self) -> Option<&'static dyn Translator> {
         match self {
             Provider::Anthropic(_) => Some(&anthropic::OPENAI_TO_ANTHROPIC),
+            Provider::Gemini(_) => Some(&gemini::OPENAI_TO_GEMINI),
+            Provider::Bedrock(_) => Some(&bedrock::OPENAI_TO_BEDROCK),
             Provider::OpenAi { .. } | Provider::Azure { .. } | Provider::Mock(_) => None,
         }
     }
@@ -156,6 +169,7 @@ impl Provider {
     pub fn speaks(&self, endpoint: Endpoint) -> bool {
         match self {
             Provider::Anthropic(_) => endpoint == Endpoint::Messages,
+            Provider::Gemini(_) | Provider::Bedrock(_) => false,
             Provider::OpenAi { .. } | Provider::Azure { .. } | Provider::Mock(_) => {
                 endpoint != Endpoint::Messages
             }
@@ -163,7 +177,10 @@ impl Provider {
     }
 
     /// The upstream request for `endpoint` (in the provider's own terms: what [`legs`]
-    /// says is sent upstream) with `body` (already translated), for deployment `d`.
+    /// says is sent upstream) with `body` (already translated), for deployment `d`;
+    /// `stream` when the client asked for a stream (providers with a separate streaming
+    /// operation choose it by this).
+    #[allow(clippy::too_many_arguments)]
     pub fn request(
         &self,
         d: &Deployment,
@@ -172,14 +189,22 @@ impl Provider {
         upstream_model: &str,
         body: Bytes,
         client_headers: &HeaderMap,
+        stream: bool,
     ) -> Result<Request<Full<Bytes>>, ApiError> {
+        if let Provider::Bedrock(b) = self {
+            // Signed last, over every header it carries: nothing may be changed after.
+            let mut extra = deployment_headers(d);
+            trace_headers(client_headers, &mut extra);
+            return b.request(upstream_model, stream, body, &extra);
+        }
         let mut req = match self {
             Provider::OpenAi { base } => openai::request(base, api_key, endpoint, body)?,
             Provider::Azure { base, api_version } => {
                 azure::request(base, api_version, api_key, endpoint, upstream_model, body)?
             }
             Provider::Anthropic(a) => a.request(api_key, body, client_headers)?,
-            Provider::Mock(_) => {
+            Provider::Gemini(g) => g.request(api_key, endpoint, upstream_model, stream, body)?,
+            Provider::Bedrock(_) | Provider::Mock(_) => {
                 return Err(ApiError::internal(
                     "mock deployments are answered in-process",
                 ));
@@ -190,21 +215,32 @@ impl Provider {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        for h in &d.headers {
-            if let (Ok(name), Ok(value)) = (
-                http::HeaderName::from_bytes(h.name.as_bytes()),
-                HeaderValue::from_str(&h.value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
-        // W3C trace context passes through to the upstream.
-        for name in ["traceparent", "tracestate"] {
-            if let Some(v) = client_headers.get(name) {
-                headers.insert(name, v.clone());
-            }
-        }
+        headers.extend(deployment_headers(d));
+        trace_headers(client_headers, headers);
         Ok(req)
+    }
+}
+
+/// The deployment's extra headers (those that are valid header names and values).
+fn deployment_headers(d: &Deployment) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for h in &d.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(h.name.as_bytes()),
+            HeaderValue::from_str(&h.value),
+        ) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// W3C trace context passes through to the upstream.
+fn trace_headers(client_headers: &HeaderMap, headers: &mut HeaderMap) {
+    for name in ["traceparent", "tracestate"] {
+        if let Some(v) = client_headers.get(name) {
+            headers.insert(name, v.clone());
+        }
     }
 }
 
@@ -235,6 +271,14 @@ pub struct ResponseContext {
     pub include_usage: bool,
     /// `created` of the answers (Unix seconds).
     pub created: u64,
+    /// The model the client asked for, for answers that do not name it.
+    pub model: String,
+    /// The request was for embeddings (not chat).
+    pub embeddings: bool,
+    /// Embeddings of several inputs were asked for in one batch.
+    pub batch: bool,
+    /// The client asked for base64 vectors (`encoding_format`).
+    pub base64: bool,
 }
 
 /// A request body translated for the next leg.

@@ -3,7 +3,10 @@
 //! - [`binary`]: the path of one of the workspace's binaries, built on demand, so that
 //!   end-to-end tests run the real programs as a user would.
 //! - [`repo_path`]: a path inside the repository.
-//! - [`upstream`]: a programmable mock upstream speaking the OpenAI and Azure OpenAI APIs.
+//! - [`upstream`]: a programmable mock upstream speaking the OpenAI and Azure OpenAI APIs;
+//!   [`anthropic_upstream`], [`gemini_upstream`] and [`bedrock_upstream`] speak those
+//!   providers' own wire protocols (Bedrock's with SigV4 verification and event-stream
+//!   framing).
 //! - [`gateway`]: the real data plane, in-process on `127.0.0.1:0`, and table pushes.
 //! - [`manifest`]: manifest builders, compiled with the operator's compiler.
 //! - [`http`]: a small HTTP client (whole responses and SSE streams).
@@ -14,7 +17,9 @@
 #![forbid(unsafe_code)]
 
 pub mod anthropic_upstream;
+pub mod bedrock_upstream;
 pub mod gateway;
+pub mod gemini_upstream;
 pub mod http;
 pub mod manifest;
 pub mod pytest;

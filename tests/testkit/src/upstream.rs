@@ -39,7 +39,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Orders requests across every mock upstream of the process.
-static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+pub(crate) static SEQUENCE: AtomicU64 = AtomicU64::new(1);
 
 /// What an upstream does with one request.
 #[derive(Clone, Debug)]

@@ -53,6 +53,7 @@ impl Translator for AnthropicToOpenAi {
             context: ResponseContext {
                 include_usage: true,
                 created: now_secs(),
+                ..ResponseContext::default()
             },
         })
     }

@@ -45,6 +45,7 @@ impl Translator for Native {
             context: ResponseContext {
                 include_usage: false,
                 created: now_secs(),
+                ..ResponseContext::default()
             },
         })
     }

@@ -72,6 +72,7 @@ impl Translator for OpenAiToAnthropic {
             context: ResponseContext {
                 include_usage,
                 created: now_secs(),
+                ..ResponseContext::default()
             },
         })
     }

@@ -5,24 +5,31 @@
 //! - [`eventstream`]: the `application/vnd.amazon.eventstream` framing of ConverseStream.
 //! - [`converse`]: the translations (request, answer, stream, errors).
 //! - [`wire`]: Converse wire types.
+//! - [`openai_bedrock`]: the provider adapter: a deployment's endpoint and credentials,
+//!   and the static translator [`OPENAI_TO_BEDROCK`] wrapping [`converse`].
 //! - Here: the endpoint URLs and [`http_request`], which builds and signs the upstream
 //!   request.
 
 pub mod converse;
 pub mod eventstream;
+pub mod openai_bedrock;
 pub mod sigv4;
 pub mod wire;
 
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, header};
+use http::{HeaderMap, HeaderValue, Method, Request, header};
 use http_body_util::Full;
 
 use super::percent_encode;
 use crate::errors::ApiError;
 
+pub use openai_bedrock::{Bedrock, OpenAiToBedrock};
 pub use sigv4::Credentials;
+
+/// OpenAI chat completions → Bedrock Converse.
+pub static OPENAI_TO_BEDROCK: OpenAiToBedrock = OpenAiToBedrock;
 
 /// The SigV4 service name of Bedrock Runtime.
 pub const SERVICE: &str = "bedrock";
@@ -58,6 +65,32 @@ pub fn http_request(
     body: Bytes,
     time: SystemTime,
 ) -> Result<Request<Full<Bytes>>, ApiError> {
+    http_request_with_headers(
+        base,
+        region,
+        credentials,
+        model_id,
+        stream,
+        body,
+        &HeaderMap::new(),
+        time,
+    )
+}
+
+/// As [`http_request`], with `extra` headers (a deployment's) added before signing, so
+/// that they are signed too and cannot break the signature. `content-type`, `accept` and
+/// the signing headers are not taken from `extra`.
+#[allow(clippy::too_many_arguments)]
+pub fn http_request_with_headers(
+    base: &str,
+    region: &str,
+    credentials: &Credentials,
+    model_id: &str,
+    stream: bool,
+    body: Bytes,
+    extra: &HeaderMap,
+    time: SystemTime,
+) -> Result<Request<Full<Bytes>>, ApiError> {
     let accept = if stream {
         "application/vnd.amazon.eventstream"
     } else {
@@ -73,6 +106,16 @@ pub fn http_request(
         .header(header::ACCEPT, HeaderValue::from_static(accept))
         .body(body)
         .map_err(|e| ApiError::internal(format!("cannot build the upstream request: {e}")))?;
+    for (name, value) in extra {
+        let reserved = name == header::CONTENT_TYPE
+            || name == header::ACCEPT
+            || name == header::HOST
+            || name == header::AUTHORIZATION
+            || name.as_str().starts_with("x-amz-");
+        if !reserved {
+            req.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
     sigv4::sign(
         &mut req,
         &sigv4::SigningParams {
