@@ -23,6 +23,7 @@ pub mod info;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;
+pub mod responses;
 pub mod router;
 pub mod server;
 pub mod sse;
@@ -130,6 +131,10 @@ fn endpoint_label(path: &str) -> Option<&'static str> {
         "/v1/completions" | "/completions" => Some("completions"),
         "/v1/embeddings" | "/embeddings" => Some("embeddings"),
         "/v1/messages" | "/messages" => Some("messages"),
+        "/v1/responses" | "/responses" => Some("responses"),
+        p if p.starts_with("/v1/responses/") || p.starts_with("/responses/") => {
+            Some("responses_by_id")
+        }
         _ => None,
     }
 }

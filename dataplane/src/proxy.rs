@@ -15,6 +15,10 @@
 //! event) as they arrive, and a failure ends the stream with an error event in the
 //! client's dialect (no `[DONE]` or `message_stop` is faked).
 //!
+//! The Responses API (`/v1/responses`) goes through the same plan, passed through to the
+//! OpenAI family and Azure only, with response ids rewritten to name the deployment; a
+//! follow-up (`previous_response_id`) is pinned to that deployment ([`crate::responses`]).
+//!
 //! A deployment that cannot take the request at all (a parameter its provider lacks
 //! without `dropParams`, an endpoint its provider does not have) is skipped without a
 //! cooldown: another deployment of the group may take it; when none can, the client
@@ -216,6 +220,16 @@ pub async fn serve(
             0,
         );
     }
+    if endpoint == Endpoint::Responses {
+        match crate::responses::pin(&router, &body) {
+            Ok(None) => {}
+            Ok(Some((t, body))) => {
+                return serve_pinned(&router, client, t, model, &body, client_headers, stream)
+                    .await;
+            }
+            Err(e) => return fail(e, 0),
+        }
+    }
     let mut steps = match plan(&router, model) {
         Ok(s) => s,
         Err(e) => return fail(e, 0),
@@ -248,7 +262,8 @@ pub async fn serve(
             }
             let target = &router.targets[t];
             let budget = *retries.get_or_insert(target.spec.retries);
-            if tried.len() > budget as usize {
+            // Deployments that could not take the request at all used no retry.
+            if tried.len() - unfit.len() > budget as usize {
                 break;
             }
             let repeat = tried.contains(&t);
@@ -379,6 +394,83 @@ pub async fn serve(
     }
 }
 
+/// Serves a Responses API follow-up (`previous_response_id`) on the one deployment that
+/// stored the session: up to `1 + retries` attempts there, never another deployment (no
+/// other can continue the session). It is tried even when cooling down or unhealthy:
+/// the alternative is a certain failure, while the deployment may well have recovered,
+/// and its own answer is a better error for the client than ours.
+async fn serve_pinned(
+    router: &Router,
+    client: &HttpClient,
+    t: usize,
+    model: &str,
+    body: &Bytes,
+    client_headers: &HeaderMap,
+    stream: bool,
+) -> Served {
+    let target = &router.targets[t];
+    let settings = router.settings();
+    let mut attempts = 0u32;
+    let mut last: Option<ApiError> = None;
+    loop {
+        if attempts > 0 {
+            let wait = last
+                .as_ref()
+                .and_then(|e| e.retry_after)
+                .unwrap_or_else(|| Duration::from_millis(50 + fastrand::u64(..100)))
+                .min(Duration::from_secs(5));
+            tokio::time::sleep(wait).await;
+        }
+        attempts += 1;
+        let started = Instant::now();
+        let result = attempt(
+            router,
+            client,
+            t,
+            Endpoint::Responses,
+            model,
+            model,
+            body,
+            client_headers,
+            stream,
+        )
+        .await;
+        let error = match result {
+            Ok(response) => {
+                target.state.record_success(started.elapsed());
+                break Served {
+                    response,
+                    deployment: Some(target.spec.id.clone()),
+                    attempts,
+                };
+            }
+            Err(f) if f.retryable => {
+                target.state.record_failure(
+                    Instant::now(),
+                    settings.cooldown.allowed_fails,
+                    Duration::from_millis(settings.cooldown.cooldown_ms),
+                );
+                f.error
+            }
+            Err(f) => f.error,
+        };
+        let retryable = error.is_retryable() && attempts <= target.spec.retries;
+        if !retryable {
+            break Served {
+                response: error.into_response_as(Dialect::OpenAi),
+                deployment: Some(target.spec.id.clone()),
+                attempts,
+            };
+        }
+        tracing::warn!(
+            deployment = %target.spec.id,
+            status = error.status.as_u16(),
+            "pinned Responses attempt failed: {}", error.message
+        );
+        last = Some(error);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     router: &Router,
@@ -393,6 +485,16 @@ async fn attempt(
 ) -> Result<Response<Body>, Failure> {
     let target = &router.targets[t];
     let d = &target.spec;
+    if !target.provider.serves(endpoint) {
+        return Err(Failure {
+            error: ApiError::bad_request(format!(
+                "`{requested_model}` cannot serve the Responses API (/v1/responses): deployment {} is a {} deployment; only OpenAI, OpenAI-compatible and Azure deployments can",
+                d.id, d.provider
+            )),
+            retryable: false,
+            unfit: true,
+        });
+    }
     let upstream = upstream_model(d, group_model);
     let dialect = endpoint.dialect();
     let legs = legs(endpoint, &target.provider);
@@ -483,6 +585,11 @@ async fn attempt(
             )));
         }
         if legs.is_passthrough() {
+            let bytes = if endpoint == Endpoint::Responses {
+                crate::responses::rewrite_answer(&d.id, bytes)
+            } else {
+                bytes
+            };
             let mut resp = Response::new(full(bytes));
             copy_content_type(&parts.headers, resp.headers_mut(), "application/json");
             return Ok(resp);
@@ -520,7 +627,11 @@ async fn attempt(
             retry_after(&parts.headers),
         )));
     }
-    let mut translator = legs.stream(front_cx.as_ref(), back_cx.as_ref());
+    let mut translator: Option<Box<dyn StreamTranslator>> = if endpoint == Endpoint::Responses {
+        Some(Box::new(crate::responses::IdRewriter::new(&d.id)))
+    } else {
+        legs.stream(front_cx.as_ref(), back_cx.as_ref())
+    };
     let mut out = BytesMut::new();
     // The first event (translated: the first event the client would get), or the whole
     // stream when it ended within it.

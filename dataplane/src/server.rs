@@ -1,4 +1,5 @@
-//! The HTTP servers: the OpenAI API (port 4000; Anthropic's `/v1/messages` too) and the
+//! The HTTP servers: the OpenAI API (port 4000; Anthropic's `/v1/messages` too; the
+//! Responses API and its stored responses, see [`crate::responses`]) and the
 //! token-protected admin API
 //! (port 4001, over TLS when configured: see [`crate::tls`]), each an HTTP/1.1 accept
 //! loop with graceful shutdown.
@@ -232,6 +233,7 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
         "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
         // Anthropic's Messages API (Claude SDKs send their key as `x-api-key`).
         "/v1/messages" | "/messages" => Some(Endpoint::Messages),
+        "/v1/responses" | "/responses" => Some(Endpoint::Responses),
         _ => None,
     };
     // Errors in the shape of the API the client called.
@@ -245,6 +247,18 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
         if !ok {
             return ApiError::unauthorized().into_response_as(dialect);
         }
+    }
+    // A stored response: to the deployment its id names.
+    if let Some(rest) = path
+        .strip_prefix("/v1/responses/")
+        .or_else(|| path.strip_prefix("/responses/"))
+    {
+        let (mut resp, deployment) =
+            crate::responses::by_id(&router, &app.client, &method, rest, req.uri().query()).await;
+        if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
+            resp.headers_mut().insert("x-modelgate-deployment", id);
+        }
+        return resp;
     }
     if let Some(endpoint) = endpoint {
         if method != Method::POST {

@@ -239,6 +239,12 @@ spec: {{alias: secret-chat, hidden: true, targets: [{{model: mock-chat}}]}}
     retry_once = "  routing: {retries: 1}\n"
     docs.append(_deployment("flaky-bad", "flaky", _compatible(upstream_base, "status-503-flaky"), NO_HEALTH_CHECK + retry_once))
     docs.append(_deployment("flaky-good", "flaky", _mock(MOCK_TEXT), retry_once))
+    # The Responses API (tests/python/test_responses.py): a group of two OpenAI-compatible
+    # deployments (told apart by upstream model), and one mixing a mock (not eligible).
+    for name in ("resp-a", "resp-b"):
+        docs.append(_deployment(name, "responses-pair", _compatible(upstream_base, name), NO_HEALTH_CHECK))
+    docs.append(_deployment("resp-mock", "responses-mixed", _mock(MOCK_TEXT)))
+    docs.append(_deployment("resp-c", "responses-mixed", _compatible(upstream_base, "resp-c"), NO_HEALTH_CHECK))
     if anthropic_base is not None:
         docs.extend(anthropic_manifests(anthropic_base))
     if gemini_base is not None and bedrock_base is not None:

@@ -15,6 +15,12 @@ It listens on 127.0.0.1 (port 0: the OS picks) and answers `POST .../chat/comple
 - `hold`: sets `arrived`, waits until `release` is set (at most 10 s), then answers.
 - `break-stream`: starts a stream, sends two chunks, then drops the connection.
 
+`POST .../responses` (the Responses API) answers `echo: <input>` whatever the model, with
+ids `resp_<n>`; responses are stored, so `GET`/`DELETE .../responses/{id}` and a
+`previous_response_id` this upstream did not issue get a 404, as on OpenAI. Streams are
+`event:` + `data:` frames: `response.created`, `response.output_text.delta`s,
+`response.completed`.
+
 `GET /v1/models` lists models (the gateway's health probe of OpenAI-compatible servers) and
 is counted in `probes`. `Upstream(port)` listens on a given port, so a test can stop an
 upstream and bring it back at the same address.
@@ -48,6 +54,8 @@ class Upstream:
 
     def __init__(self, port: int = 0) -> None:
         self.requests: list[dict[str, Any]] = []
+        # Responses API objects by id (what `previous_response_id` and GET can name).
+        self.responses: dict[str, dict[str, Any]] = {}
         # `GET .../models` calls (health probes), counted apart from `requests`.
         self.probes = 0
         # Open client connections, closed by `close()` as a dying server's would be.
@@ -150,6 +158,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- requests ---------------------------------------------------------------------------
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+        if "/responses/" in self.path:
+            self._stored(delete=False)
+            return
         # `GET /v1/models`: what the gateway's health checks of OpenAI-compatible servers ask.
         if self.path.rstrip("/").endswith("/models"):
             with self.owner.lock:
@@ -160,6 +171,91 @@ class _Handler(BaseHTTPRequestHandler):
             return
         error = {"message": f"no GET {self.path}", "type": "invalid_request_error", "param": None, "code": None}
         self._send_json(404, {"error": error})
+
+    def do_DELETE(self) -> None:  # noqa: N802 - stdlib naming
+        self._stored(delete=True)
+
+    def _stored(self, delete: bool) -> None:
+        rid = self.path.split("?")[0].rsplit("/", 1)[-1]
+        self.owner.record({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": {}})
+        with self.owner.lock:
+            found = self.owner.responses.get(rid)
+            if found is not None and delete:
+                del self.owner.responses[rid]
+        if found is None:
+            error = {"message": f"Response with id '{rid}' not found.", "type": "invalid_request_error", "param": None, "code": None}
+            self._send_json(404, {"error": error})
+        elif delete:
+            self._send_json(200, {"id": rid, "object": "response", "deleted": True})
+        else:
+            self._send_json(200, found)
+
+    def _responses(self, model: str, body: dict[str, Any]) -> None:
+        previous = body.get("previous_response_id")
+        with self.owner.lock:
+            if previous is not None and previous not in self.owner.responses:
+                found = False
+            else:
+                found = True
+                rid = f"resp_{len(self.owner.responses) + 1}_{self.owner.port}"
+        if not found:
+            error = {
+                "message": f"Previous response with id '{previous}' not found.",
+                "type": "invalid_request_error",
+                "param": "previous_response_id",
+                "code": "previous_response_not_found",
+            }
+            self._send_json(404, {"error": error})
+            return
+        text = f"echo: {body.get('input')}"
+        message = {
+            "type": "message",
+            "id": f"msg_{rid}",
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }
+        obj: dict[str, Any] = {
+            "id": rid,
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": model,
+            "previous_response_id": previous,
+            "output": [message],
+            "parallel_tool_calls": True,
+            "tool_choice": "auto",
+            "tools": [],
+            "usage": {
+                "input_tokens": 3,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": len(text.split()),
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": 3 + len(text.split()),
+            },
+        }
+        with self.owner.lock:
+            self.owner.responses[rid] = obj
+        if not body.get("stream"):
+            self._send_json(200, obj)
+            return
+        self._start_stream()
+        seq = 0
+
+        def event(name: str, data: dict[str, Any]) -> None:
+            nonlocal seq
+            data = {"type": name, "sequence_number": seq, **data}
+            seq += 1
+            self._chunk(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+
+        event("response.created", {"response": {**obj, "status": "in_progress", "output": []}})
+        for word in text.split(" "):
+            event(
+                "response.output_text.delta",
+                {"item_id": message["id"], "output_index": 0, "content_index": 0, "delta": word + " "},
+            )
+        event("response.completed", {"response": obj})
+        self._chunk(b"")
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib naming
         length = int(self.headers.get("Content-Length") or 0)
@@ -173,6 +269,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.owner.record({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
         model = str(body.get("model", ""))
         try:
+            if self.path.split("?")[0].endswith("/responses"):
+                self._responses(model, body)
+                return
             self._answer(model, body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the gateway gave up (timeout, client gone): nothing to do

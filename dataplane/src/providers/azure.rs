@@ -1,5 +1,7 @@
 //! Azure OpenAI: `POST {base}/openai/deployments/{deployment}/chat/completions?api-version=…`
 //! with the key in the `api-key` header. The deployment name is the upstream model id.
+//! The Responses API is `POST {base}/openai/responses?api-version=…` (the deployment in
+//! the body's `model`), as Azure documents it.
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request};
@@ -17,12 +19,20 @@ pub fn request(
     deployment: &str,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, ApiError> {
-    let uri = format!(
-        "{base}/openai/deployments/{}{}?api-version={}",
-        encode(deployment),
-        endpoint.path(),
-        encode(api_version)
-    );
+    // The Responses API has no deployment segment: the deployment is the body's `model`.
+    let uri = if endpoint == Endpoint::Responses {
+        format!(
+            "{base}/openai/responses?api-version={}",
+            encode(api_version)
+        )
+    } else {
+        format!(
+            "{base}/openai/deployments/{}{}?api-version={}",
+            encode(deployment),
+            endpoint.path(),
+            encode(api_version)
+        )
+    };
     let mut builder = Request::builder().method(Method::POST).uri(uri);
     if let Some(key) = api_key {
         let mut value = HeaderValue::from_str(key).map_err(|_| {
@@ -54,5 +64,22 @@ mod tests {
             "https://x.openai.azure.com/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
         );
         assert_eq!(req.headers()["api-key"], "k");
+    }
+
+    #[test]
+    fn responses_url_has_no_deployment_segment() {
+        let req = request(
+            "https://x.openai.azure.com",
+            "2025-03-01-preview",
+            None,
+            Endpoint::Responses,
+            "gpt-4o",
+            Bytes::new(),
+        )
+        .expect("request");
+        assert_eq!(
+            req.uri(),
+            "https://x.openai.azure.com/openai/responses?api-version=2025-03-01-preview"
+        );
     }
 }

@@ -55,6 +55,11 @@ impl Mock {
             "total_tokens": prompt_tokens + completion_tokens,
         });
         match endpoint {
+            // Never reached: the proxy skips mock deployments for the Responses API.
+            Endpoint::Responses => crate::errors::ApiError::bad_request(
+                "mock deployments do not serve the Responses API",
+            )
+            .into_response(),
             Endpoint::Embeddings => json_response(&embeddings(model, request, prompt_tokens)),
             Endpoint::Chat | Endpoint::Completions | Endpoint::Messages if stream => {
                 let include_usage = request

@@ -68,6 +68,9 @@ pub enum Endpoint {
     Embeddings,
     /// `/v1/messages` (Anthropic's Messages API).
     Messages,
+    /// `/v1/responses` (OpenAI's Responses API; OpenAI and Azure deployments only, passed
+    /// through: see [`crate::responses`]).
+    Responses,
 }
 
 impl Endpoint {
@@ -78,6 +81,7 @@ impl Endpoint {
             Endpoint::Completions => "/completions",
             Endpoint::Embeddings => "/embeddings",
             Endpoint::Messages => "/messages",
+            Endpoint::Responses => "/responses",
         }
     }
 
@@ -88,6 +92,7 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Messages => "messages",
+            Endpoint::Responses => "responses",
         }
     }
 
@@ -170,10 +175,17 @@ impl Provider {
         match self {
             Provider::Anthropic(_) => endpoint == Endpoint::Messages,
             Provider::Gemini(_) | Provider::Bedrock(_) => false,
-            Provider::OpenAi { .. } | Provider::Azure { .. } | Provider::Mock(_) => {
-                endpoint != Endpoint::Messages
-            }
+            Provider::OpenAi { .. } | Provider::Azure { .. } => endpoint != Endpoint::Messages,
+            Provider::Mock(_) => !matches!(endpoint, Endpoint::Messages | Endpoint::Responses),
         }
+    }
+
+    /// True when the provider can serve `endpoint` at all (natively or translated). The
+    /// Responses API is stateful upstream (stored responses, `previous_response_id`), so
+    /// only OpenAI-family and Azure deployments take it: nothing translates it.
+    pub fn serves(&self, endpoint: Endpoint) -> bool {
+        endpoint != Endpoint::Responses
+            || matches!(self, Provider::OpenAi { .. } | Provider::Azure { .. })
     }
 
     /// The upstream request for `endpoint` (in the provider's own terms: what [`legs`]

@@ -15,6 +15,12 @@
 //! headers, body, a sequence number shared by every mock upstream of the process, so
 //! requests to several upstreams can be put in order), and counters tell how streams ended
 //! and which requests their peer gave up on.
+//!
+//! It also speaks the Responses API (`POST /v1/responses`, Azure's
+//! `/openai/responses?api-version=…`, `GET`/`DELETE /v1/responses/{id}`): responses get ids
+//! `resp_<n>` (unique in the process) and are stored, so a `previous_response_id` or a
+//! `GET` this upstream did not issue gets a 404, as on OpenAI; streams are
+//! `response.created`, `response.output_text.delta`s and `response.completed` events.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -40,6 +46,8 @@ type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Orders requests across every mock upstream of the process.
 pub(crate) static SEQUENCE: AtomicU64 = AtomicU64::new(1);
+/// Numbers Responses API ids across every mock upstream of the process.
+static RESPONSE_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// What an upstream does with one request.
 #[derive(Clone, Debug)]
@@ -242,6 +250,8 @@ struct Shared {
     requests: Mutex<Vec<Recorded>>,
     key: Mutex<Option<String>>,
     streams: Mutex<Counts>,
+    /// Responses API objects this upstream created (and not deleted).
+    stored: Mutex<Vec<Value>>,
 }
 
 impl Shared {
@@ -279,6 +289,7 @@ impl MockUpstream {
             requests: Mutex::new(Vec::new()),
             key: Mutex::new(None),
             streams: Mutex::new(Counts::default()),
+            stored: Mutex::new(Vec::new()),
         });
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         MockUpstream { addr, shared, task }
@@ -397,10 +408,12 @@ enum Endpoint {
     Chat,
     Completions,
     Embeddings,
+    Responses,
 }
 
 fn endpoint_of(rest: &str) -> Option<Endpoint> {
     match rest {
+        "responses" => Some(Endpoint::Responses),
         "chat/completions" => Some(Endpoint::Chat),
         "completions" => Some(Endpoint::Completions),
         "embeddings" => Some(Endpoint::Embeddings),
@@ -432,6 +445,33 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         });
     let name = shared.name.clone();
 
+    // A stored response (OpenAI's or Azure's path).
+    if let Some(id) = path
+        .strip_prefix("/v1/responses/")
+        .or_else(|| path.strip_prefix("/responses/"))
+        .or_else(|| path.strip_prefix("/openai/responses/"))
+    {
+        let mut stored = shared.stored.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(i) = stored.iter().position(|r| r["id"] == id) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                &format!("Response with id '{id}' not found."),
+                None,
+            );
+        };
+        return match parts.method {
+            Method::GET => json_response(StatusCode::OK, &stored[i]),
+            Method::DELETE => {
+                stored.remove(i);
+                json_response(
+                    StatusCode::OK,
+                    &json!({"id": id, "object": "response", "deleted": true}),
+                )
+            }
+            _ => error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None),
+        };
+    }
+
     if parts.method == Method::GET {
         return match path.as_str() {
             "/v1/models" | "/models" | "/openai/models" => json_response(
@@ -453,7 +493,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
 
     // Which API, and the model answering: OpenAI names it in the body, Azure in the URL.
     let azure = path.strip_prefix("/openai/deployments/");
+    let azure_responses = path == "/openai/responses";
     let (endpoint, azure_deployment) = match azure {
+        // Azure's Responses API names the deployment in the body.
+        None if azure_responses => (Some(Endpoint::Responses), None),
         Some(rest) => {
             let Some((deployment, op)) = rest.split_once('/') else {
                 return error(StatusCode::NOT_FOUND, "Resource not found", None);
@@ -475,7 +518,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             None,
         );
     };
-    if azure_deployment.is_some()
+    let is_azure = azure_deployment.is_some() || azure_responses;
+    if is_azure
         && !query
             .as_deref()
             .unwrap_or_default()
@@ -490,7 +534,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     }
     let required = shared.key.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(key) = required {
-        let presented = if azure_deployment.is_some() {
+        let presented = if is_azure {
             parts
                 .headers
                 .get("api-key")
@@ -564,6 +608,28 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             }
             resp
         }
+        Kind::Ok if endpoint == Endpoint::Responses => {
+            let previous = request.get("previous_response_id").and_then(Value::as_str);
+            let mut stored = shared.stored.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(previous) = previous
+                && !stored.iter().any(|r| r["id"] == previous)
+            {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    &format!("Previous response with id '{previous}' not found."),
+                    Some("previous_response_not_found"),
+                );
+            }
+            let id = format!("resp_{}", RESPONSE_IDS.fetch_add(1, Ordering::SeqCst));
+            let object = response_object(&name, &id, &model, previous, "completed");
+            stored.push(object.clone());
+            drop(stored);
+            if request.get("stream").and_then(Value::as_bool) == Some(true) {
+                responses_stream(&shared, &object, &reply)
+            } else {
+                json_response(StatusCode::OK, &object)
+            }
+        }
         Kind::Ok => {
             let stream = request.get("stream").and_then(Value::as_bool) == Some(true);
             if stream && endpoint != Endpoint::Embeddings {
@@ -579,8 +645,71 @@ fn usage() -> Value {
     json!({"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12})
 }
 
+/// A Responses API object (OpenAI's shape, with `upstream` naming this upstream).
+fn response_object(
+    name: &str,
+    id: &str,
+    model: &str,
+    previous: Option<&str>,
+    status: &str,
+) -> Value {
+    json!({
+        "id": id,
+        "object": "response",
+        "created_at": 0,
+        "status": status,
+        "model": model,
+        "upstream": name,
+        "previous_response_id": previous,
+        "output": [{
+            "type": "message",
+            "id": format!("msg_{id}"),
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": format!("answer from {name}"), "annotations": []}],
+        }],
+        "parallel_tool_calls": true,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": {
+            "input_tokens": 5,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 7,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 12,
+        },
+    })
+}
+
+/// A Responses API stream: `response.created`, one `response.output_text.delta` per
+/// chunk (`"<name>:<i> "`), `response.completed` (the stored object).
+fn responses_stream(shared: &Arc<Shared>, object: &Value, reply: &Reply) -> Response<Body> {
+    let name = &shared.name;
+    let mut created = object.clone();
+    created["status"] = json!("in_progress");
+    created["output"] = json!([]);
+    let item = format!("msg_{}", object["id"].as_str().unwrap_or_default());
+    let frame = |event: &str, data: Value| format!("event: {event}\ndata: {data}\n\n");
+    let mut events = vec![frame(
+        "response.created",
+        json!({"type": "response.created", "sequence_number": 0, "response": created}),
+    )];
+    for i in 0..reply.chunks {
+        events.push(frame(
+            "response.output_text.delta",
+            json!({"type": "response.output_text.delta", "sequence_number": i + 1, "item_id": item, "output_index": 0, "content_index": 0, "delta": format!("{name}:{i} ")}),
+        ));
+    }
+    events.push(frame(
+        "response.completed",
+        json!({"type": "response.completed", "sequence_number": reply.chunks + 1, "response": object}),
+    ));
+    frames_response(shared, events, reply)
+}
+
 fn answer(name: &str, endpoint: Endpoint, model: &str, request: &Value) -> Value {
     match endpoint {
+        Endpoint::Responses => response_object(name, "resp_0", model, None, "completed"),
         Endpoint::Chat => json!({
             "id": format!("chatcmpl-{name}"),
             "object": "chat.completion",
@@ -690,6 +819,16 @@ fn stream_response(
         );
     }
     events.push("[DONE]".to_owned());
+    let events = events
+        .into_iter()
+        .map(|e| format!("data: {e}\n\n"))
+        .collect();
+    frames_response(shared, events, reply)
+}
+
+/// Streams `events` (whole SSE frames) with the timing and faults of `reply` on the
+/// first `reply.chunks` of them.
+fn frames_response(shared: &Arc<Shared>, events: Vec<String>, reply: &Reply) -> Response<Body> {
     shared.lock_counts().started += 1;
     let state = StreamState {
         end: StreamEnd {
@@ -739,7 +878,7 @@ fn stream_response(
             s.end.ended = true;
             s.end.shared.lock_counts().completed += 1;
         }
-        let frame = http_body::Frame::data(Bytes::from(format!("data: {event}\n\n")));
+        let frame = http_body::Frame::data(Bytes::from(event));
         Some((Ok::<_, BoxError>(frame), s))
     });
     let mut resp = Response::new(StreamBody::new(frames).boxed_unsync());
