@@ -13,31 +13,23 @@
 //! By default it answers `answer from <name>` (its name tells tests which upstream
 //! answered). Every request is recorded like [`crate::upstream::MockUpstream`]'s.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
-use crate::upstream::Recorded;
+use crate::script::{self, Script};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
-
-static SEQUENCE: AtomicU64 = AtomicU64::new(1);
 
 /// What the mock does with one request.
 #[derive(Clone, Debug)]
@@ -101,10 +93,7 @@ impl AnthropicReply {
 #[derive(Debug)]
 struct Shared {
     name: String,
-    default: Mutex<AnthropicReply>,
-    queue: Mutex<VecDeque<AnthropicReply>>,
-    requests: Mutex<Vec<Recorded>>,
-    key: Mutex<Option<String>>,
+    script: Script<AnthropicReply>,
 }
 
 /// A running mock of Anthropic's API; stops when dropped.
@@ -121,6 +110,15 @@ impl Drop for AnthropicUpstream {
     }
 }
 
+/// The script: `set`, `then`, `require_key`, `requests`, `count`, `last`.
+impl std::ops::Deref for AnthropicUpstream {
+    type Target = Script<AnthropicReply>;
+
+    fn deref(&self) -> &Script<AnthropicReply> {
+        &self.shared.script
+    }
+}
+
 impl AnthropicUpstream {
     /// Starts a mock called `name`.
     pub async fn start(name: &str) -> AnthropicUpstream {
@@ -130,88 +128,18 @@ impl AnthropicUpstream {
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
             name: name.to_owned(),
-            default: Mutex::new(AnthropicReply::text(&format!("answer from {name}"))),
-            queue: Mutex::new(VecDeque::new()),
-            requests: Mutex::new(Vec::new()),
-            key: Mutex::new(None),
+            script: Script::new(AnthropicReply::text(&format!("answer from {name}"))),
         });
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let served = Arc::clone(&shared);
+        let task = tokio::spawn(script::serve(listener, move |req| {
+            handle(Arc::clone(&served), req)
+        }));
         AnthropicUpstream { addr, shared, task }
     }
 
     /// `http://127.0.0.1:port` (the deployment's `apiBase`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    /// What every request gets from now on (after queued replies).
-    pub fn set(&self, reply: AnthropicReply) {
-        *self
-            .shared
-            .default
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = reply;
-    }
-
-    /// Queues a reply for one request.
-    pub fn then(&self, reply: AnthropicReply) -> &Self {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(reply);
-        self
-    }
-
-    /// Requires this `x-api-key`; others get 401 `authentication_error`.
-    pub fn require_key(&self, key: &str) {
-        *self.shared.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.to_owned());
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.shared
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The `POST /v1/messages` requests received so far.
-    pub fn count(&self) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == Method::POST)
-            .count()
-    }
-
-    /// The last request received.
-    pub fn last(&self) -> Option<Recorded> {
-        self.requests().pop()
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let shared = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
     }
 }
 
@@ -223,26 +151,8 @@ fn error(status: StatusCode, error_type: &str, message: &str) -> Response<Body> 
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = shared.script.record(req).await;
     let path = parts.uri.path().to_owned();
-    shared
-        .requests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Recorded {
-            seq: SEQUENCE.fetch_add(1, Ordering::SeqCst),
-            at: Instant::now(),
-            method: parts.method.clone(),
-            path: path.clone(),
-            query: parts.uri.query().map(str::to_owned),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-        });
     if parts.headers.get("anthropic-version").is_none() {
         return error(
             StatusCode::BAD_REQUEST,
@@ -250,7 +160,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             "anthropic-version: header is required",
         );
     }
-    let required = shared.key.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let required = shared.script.required_key();
     if let Some(key) = required
         && parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some(key.as_str())
     {
@@ -300,20 +210,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             "messages: Field required",
         );
     }
-    let reply = {
-        let queued = shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
-        queued.unwrap_or_else(|| {
-            shared
-                .default
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        })
-    };
+    let reply = shared.script.next_reply();
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

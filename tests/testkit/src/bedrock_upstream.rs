@@ -16,30 +16,23 @@
 //! By default it answers `answer from <name>`. Every request is recorded like
 //! [`crate::upstream::MockUpstream`]'s.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use modelgate_dataplane::providers::bedrock::eventstream::{self, Message};
 use modelgate_dataplane::providers::bedrock::{SERVICE, sigv4};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 pub use modelgate_dataplane::providers::bedrock::Credentials;
 
-use crate::upstream::{Recorded, SEQUENCE};
+use crate::script::{self, Script};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -88,11 +81,9 @@ impl BedrockReply {
 
 #[derive(Debug)]
 struct Shared {
-    default: Mutex<BedrockReply>,
-    queue: Mutex<VecDeque<BedrockReply>>,
-    requests: Mutex<Vec<Recorded>>,
     credentials: Credentials,
     region: String,
+    script: Script<BedrockReply>,
 }
 
 /// A running mock of Bedrock Runtime; stops when dropped.
@@ -109,6 +100,15 @@ impl Drop for BedrockUpstream {
     }
 }
 
+/// The script: `set`, `then`, `require_key`, `requests`, `count`, `last`.
+impl std::ops::Deref for BedrockUpstream {
+    type Target = Script<BedrockReply>;
+
+    fn deref(&self) -> &Script<BedrockReply> {
+        &self.shared.script
+    }
+}
+
 impl BedrockUpstream {
     /// Starts a mock called `name`, accepting requests signed with `credentials` for
     /// `region`.
@@ -118,81 +118,20 @@ impl BedrockUpstream {
             .expect("bind a mock Bedrock upstream on 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
-            default: Mutex::new(BedrockReply::text(&format!("answer from {name}"))),
-            queue: Mutex::new(VecDeque::new()),
-            requests: Mutex::new(Vec::new()),
             credentials,
             region: region.to_owned(),
+            script: Script::new(BedrockReply::text(&format!("answer from {name}"))),
         });
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let served = Arc::clone(&shared);
+        let task = tokio::spawn(script::serve(listener, move |req| {
+            handle(Arc::clone(&served), req)
+        }));
         BedrockUpstream { addr, shared, task }
     }
 
     /// `http://127.0.0.1:port` (the deployment's `apiBase`).
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    /// What every request gets from now on (after queued replies).
-    pub fn set(&self, reply: BedrockReply) {
-        *self
-            .shared
-            .default
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = reply;
-    }
-
-    /// Queues a reply for one request.
-    pub fn then(&self, reply: BedrockReply) -> &Self {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(reply);
-        self
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.shared
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The requests received so far.
-    pub fn count(&self) -> usize {
-        self.requests().len()
-    }
-
-    /// The last request received.
-    pub fn last(&self) -> Option<Recorded> {
-        self.requests().pop()
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let shared = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
     }
 }
 
@@ -205,26 +144,8 @@ fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = shared.script.record(req).await;
     let path = parts.uri.path().to_owned();
-    shared
-        .requests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Recorded {
-            seq: SEQUENCE.fetch_add(1, Ordering::SeqCst),
-            at: Instant::now(),
-            method: parts.method.clone(),
-            path: path.clone(),
-            query: parts.uri.query().map(str::to_owned),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-        });
     if let Err(e) = sigv4::verify(
         &parts,
         &body,
@@ -274,20 +195,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             "messages is required and model is not a body field",
         );
     }
-    let reply = {
-        let queued = shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
-        queued.unwrap_or_else(|| {
-            shared
-                .default
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        })
-    };
+    let reply = shared.script.next_reply();
     if let Some((status, kind, message)) = &reply.fail {
         return error(*status, kind, message);
     }

@@ -14,26 +14,19 @@
 //! By default it answers `answer from <name>`. Every request is recorded like
 //! [`crate::upstream::MockUpstream`]'s.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
-use crate::upstream::{Recorded, SEQUENCE};
+use crate::script::{self, Script};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Body = UnsyncBoxBody<Bytes, BoxError>;
@@ -82,10 +75,7 @@ impl GeminiReply {
 
 #[derive(Debug)]
 struct Shared {
-    default: Mutex<GeminiReply>,
-    queue: Mutex<VecDeque<GeminiReply>>,
-    requests: Mutex<Vec<Recorded>>,
-    key: Mutex<Option<String>>,
+    script: Script<GeminiReply>,
 }
 
 /// A running mock of Gemini's API; stops when dropped.
@@ -102,6 +92,15 @@ impl Drop for GeminiUpstream {
     }
 }
 
+/// The script: `set`, `then`, `require_key`, `requests`, `count`, `last`.
+impl std::ops::Deref for GeminiUpstream {
+    type Target = Script<GeminiReply>;
+
+    fn deref(&self) -> &Script<GeminiReply> {
+        &self.shared.script
+    }
+}
+
 impl GeminiUpstream {
     /// Starts a mock called `name`.
     pub async fn start(name: &str) -> GeminiUpstream {
@@ -110,88 +109,18 @@ impl GeminiUpstream {
             .expect("bind a mock Gemini upstream on 127.0.0.1");
         let addr = listener.local_addr().expect("local address");
         let shared = Arc::new(Shared {
-            default: Mutex::new(GeminiReply::text(&format!("answer from {name}"))),
-            queue: Mutex::new(VecDeque::new()),
-            requests: Mutex::new(Vec::new()),
-            key: Mutex::new(None),
+            script: Script::new(GeminiReply::text(&format!("answer from {name}"))),
         });
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
+        let served = Arc::clone(&shared);
+        let task = tokio::spawn(script::serve(listener, move |req| {
+            handle(Arc::clone(&served), req)
+        }));
         GeminiUpstream { addr, shared, task }
     }
 
     /// `http://127.0.0.1:port/v1beta` (the deployment's `apiBase`).
     pub fn url(&self) -> String {
         format!("http://{}/v1beta", self.addr)
-    }
-
-    /// What every request gets from now on (after queued replies).
-    pub fn set(&self, reply: GeminiReply) {
-        *self
-            .shared
-            .default
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = reply;
-    }
-
-    /// Queues a reply for one request.
-    pub fn then(&self, reply: GeminiReply) -> &Self {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push_back(reply);
-        self
-    }
-
-    /// Requires this `x-goog-api-key`; others get 401 `UNAUTHENTICATED`.
-    pub fn require_key(&self, key: &str) {
-        *self.shared.key.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.to_owned());
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.shared
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// The `POST` requests received so far.
-    pub fn count(&self) -> usize {
-        self.requests()
-            .iter()
-            .filter(|r| r.method == Method::POST)
-            .count()
-    }
-
-    /// The last request received.
-    pub fn last(&self) -> Option<Recorded> {
-        self.requests().pop()
-    }
-}
-
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
-                let shared = Arc::clone(&shared);
-                connections.spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let shared = Arc::clone(&shared);
-                        async move { Ok::<_, Infallible>(handle(shared, req).await) }
-                    });
-                    let _ = http1::Builder::new()
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
     }
 }
 
@@ -203,27 +132,9 @@ fn error(status: StatusCode, error_status: &str, message: &str) -> Response<Body
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let (parts, body) = shared.script.record(req).await;
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
-    shared
-        .requests
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Recorded {
-            seq: SEQUENCE.fetch_add(1, Ordering::SeqCst),
-            at: Instant::now(),
-            method: parts.method.clone(),
-            path: path.clone(),
-            query: query.clone(),
-            headers: parts.headers.clone(),
-            body: body.clone(),
-        });
     if query.as_deref().is_some_and(|q| q.contains("key=")) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -231,7 +142,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             "the mock refuses keys in URLs",
         );
     }
-    let required = shared.key.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let required = shared.script.required_key();
     if let Some(key) = required
         && parts
             .headers
@@ -273,20 +184,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
             );
         }
     };
-    let reply = {
-        let queued = shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop_front();
-        queued.unwrap_or_else(|| {
-            shared
-                .default
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-        })
-    };
+    let reply = shared.script.next_reply();
     if let Some((status, error_status, message, retry_after)) = &reply.fail {
         let mut resp = error(*status, error_status, message);
         if let Some(secs) = retry_after

@@ -23,6 +23,7 @@ pub mod gemini_upstream;
 pub mod http;
 pub mod manifest;
 pub mod pytest;
+pub mod script;
 pub mod upstream;
 
 use std::future::Future;
