@@ -6,7 +6,7 @@
 //! - [`upstream`]: a programmable mock upstream speaking the OpenAI and Azure OpenAI APIs;
 //!   [`anthropic_upstream`], [`gemini_upstream`] and [`bedrock_upstream`] speak those
 //!   providers' own wire protocols (Bedrock's with SigV4 verification and event-stream
-//!   framing).
+//!   framing); they share [`script`] (the reply script, recorded requests, the serve loop).
 //! - [`gateway`]: the real data plane, in-process on `127.0.0.1:0`, and table pushes.
 //! - [`manifest`]: manifest builders, compiled with the operator's compiler.
 //! - [`http`]: a small HTTP client (whole responses and SSE streams).
