@@ -67,6 +67,54 @@ enum Field<T> {
     Other(serde::de::IgnoredAny),
 }
 
+/// What the router reads of a request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead<'a> {
+    /// The `model` asked for (borrowed from the body unless it held escapes).
+    pub model: std::borrow::Cow<'a, str>,
+    /// Whether the client asked for a stream.
+    pub stream: bool,
+}
+
+/// Reads `model` and `stream` from a request body for `endpoint`, and nothing else: the
+/// rest of the body is forwarded as it came (a prompt is never copied into a tree unless
+/// it must be rewritten). Errors are the 400s the client gets.
+pub fn read_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead<'_>, ApiError> {
+    let peek: Peek<'_> = match serde_json::from_slice(body) {
+        Ok(p) => p,
+        Err(e) if e.classify() == serde_json::error::Category::Data => {
+            return Err(ApiError::bad_request(format!(
+                "the request body must be a JSON object with a string `model`: {e}"
+            )));
+        }
+        Err(e) => return Err(ApiError::bad_request(format!("invalid JSON body: {e}"))),
+    };
+    let model = match peek.model {
+        Some(Field::Expected(m)) => m,
+        Some(Field::Other(_)) => {
+            return Err(ApiError::invalid_param("model", "`model` must be a string"));
+        }
+        None => return Err(ApiError::invalid_param("model", "`model` is required")),
+    };
+    let stream = match peek.stream {
+        Some(Field::Expected(s)) => s,
+        Some(Field::Other(_)) => {
+            return Err(ApiError::invalid_param(
+                "stream",
+                "`stream` must be a boolean",
+            ));
+        }
+        None => false,
+    };
+    if stream && endpoint == Endpoint::Embeddings {
+        return Err(ApiError::invalid_param(
+            "stream",
+            "embeddings cannot be streamed",
+        ));
+    }
+    Ok(RequestHead { model, stream })
+}
+
 /// How a request ended, for the response headers.
 #[derive(Debug)]
 pub struct Served {
@@ -106,7 +154,7 @@ impl Failure {
 }
 
 /// The names to try, in order, for a request of `model`.
-fn plan(router: &Router, model: &str) -> Result<VecDeque<(usize, String)>, ApiError> {
+pub(crate) fn plan(router: &Router, model: &str) -> Result<VecDeque<(usize, String)>, ApiError> {
     let mut steps = VecDeque::new();
     match router.route(model) {
         None => return Err(ApiError::model_not_found(model)),
@@ -132,7 +180,12 @@ fn plan(router: &Router, model: &str) -> Result<VecDeque<(usize, String)>, ApiEr
 
 /// Appends the groups a route leads to (an alias: its picked target, its other targets by
 /// share, its fallbacks), skipping groups already planned.
-fn expand(router: &Router, route: Route<'_>, steps: &mut VecDeque<(usize, String)>, depth: u8) {
+pub(crate) fn expand(
+    router: &Router,
+    route: Route<'_>,
+    steps: &mut VecDeque<(usize, String)>,
+    depth: u8,
+) {
     let push = |steps: &mut VecDeque<(usize, String)>, g: usize, m: &str| {
         if !steps.iter().any(|(x, _)| *x == g) {
             steps.push_back((g, m.to_owned()));
@@ -180,52 +233,16 @@ pub async fn serve(
         deployment: None,
         attempts,
     };
-    // Only `model` and `stream` are read here; the rest of the body is forwarded as it
-    // came (a prompt is never copied into a tree unless it must be rewritten).
-    let peek: Peek<'_> = match serde_json::from_slice(&body) {
-        Ok(p) => p,
-        Err(e) if e.classify() == serde_json::error::Category::Data => {
-            return fail(
-                ApiError::bad_request(format!(
-                    "the request body must be a JSON object with a string `model`: {e}"
-                )),
-                0,
-            );
-        }
-        Err(e) => return fail(ApiError::bad_request(format!("invalid JSON body: {e}")), 0),
+    let head = match read_head(endpoint, &body) {
+        Ok(h) => h,
+        Err(e) => return fail(e, 0),
     };
-    let model = match &peek.model {
-        Some(Field::Expected(m)) => m.as_ref(),
-        Some(Field::Other(_)) => {
-            return fail(
-                ApiError::invalid_param("model", "`model` must be a string"),
-                0,
-            );
-        }
-        None => return fail(ApiError::invalid_param("model", "`model` is required"), 0),
-    };
-    let stream = match peek.stream {
-        Some(Field::Expected(s)) => s,
-        Some(Field::Other(_)) => {
-            return fail(
-                ApiError::invalid_param("stream", "`stream` must be a boolean"),
-                0,
-            );
-        }
-        None => false,
-    };
-    if stream && endpoint == Endpoint::Embeddings {
-        return fail(
-            ApiError::invalid_param("stream", "embeddings cannot be streamed"),
-            0,
-        );
-    }
+    let (model, stream) = (head.model.as_ref(), head.stream);
     if endpoint == Endpoint::Responses {
-        match crate::responses::pin(&router, &body) {
+        match crate::responses::pin(&router, &body, model) {
             Ok(None) => {}
-            Ok(Some((t, body))) => {
-                return serve_pinned(&router, client, t, model, &body, client_headers, stream)
-                    .await;
+            Ok(Some(p)) => {
+                return serve_pinned(&router, client, &p, model, client_headers, stream).await;
             }
             Err(e) => return fail(e, 0),
         }
@@ -402,23 +419,19 @@ pub async fn serve(
 async fn serve_pinned(
     router: &Router,
     client: &HttpClient,
-    t: usize,
+    pinned: &crate::responses::Pinned,
     model: &str,
-    body: &Bytes,
     client_headers: &HeaderMap,
     stream: bool,
 ) -> Served {
+    let t = pinned.target;
     let target = &router.targets[t];
     let settings = router.settings();
     let mut attempts = 0u32;
     let mut last: Option<ApiError> = None;
     loop {
         if attempts > 0 {
-            let wait = last
-                .as_ref()
-                .and_then(|e| e.retry_after)
-                .unwrap_or_else(|| Duration::from_millis(50 + fastrand::u64(..100)))
-                .min(Duration::from_secs(5));
+            let wait = crate::responses::backoff(last.as_ref().and_then(|e| e.retry_after));
             tokio::time::sleep(wait).await;
         }
         attempts += 1;
@@ -428,9 +441,9 @@ async fn serve_pinned(
             client,
             t,
             Endpoint::Responses,
+            &pinned.group_model,
             model,
-            model,
-            body,
+            &pinned.body,
             client_headers,
             stream,
         )
@@ -580,6 +593,7 @@ async fn attempt(
         if !parts.status.is_success() {
             return Err(Failure::of(legs.error(
                 parts.status,
+                &parts.headers,
                 &bytes,
                 retry_after(&parts.headers),
             )));
@@ -623,6 +637,7 @@ async fn attempt(
             };
         return Err(Failure::of(legs.error(
             parts.status,
+            &parts.headers,
             &bytes,
             retry_after(&parts.headers),
         )));
@@ -746,7 +761,8 @@ async fn attempt(
             if error.is_retryable() {
                 failed();
             }
-            let _ = tx.send(Ok(stream_error_event(dialect, &error))).await;
+            let event = stream_error_event(dialect, &error, translator.as_deref_mut());
+            let _ = tx.send(Ok(event)).await;
             return;
         }
     });
@@ -795,7 +811,7 @@ async fn translate_local(
             .await
             .map(|c| c.to_bytes())
             .unwrap_or_default();
-        return Err(legs.error(parts.status, &bytes, None));
+        return Err(legs.error(parts.status, &parts.headers, &bytes, None));
     }
     match legs.stream(front_cx.as_ref(), back_cx.as_ref()) {
         Some(translator) if streaming => {
@@ -856,7 +872,7 @@ fn translated_body(body: Body, translator: Box<dyn StreamTranslator>, dialect: D
             if let Err(e) = result {
                 s.ended = true;
                 let mut bytes = s.out.split();
-                let event = stream_error_event(dialect, &e);
+                let event = stream_error_event(dialect, &e, Some(s.translator.as_mut()));
                 if let Ok(data) = event.into_data() {
                     bytes.extend_from_slice(&data);
                 }
@@ -871,11 +887,23 @@ fn translated_body(body: Body, translator: Box<dyn StreamTranslator>, dialect: D
     StreamBody::new(frames).boxed_unsync()
 }
 
-/// An SSE event carrying an error in the client's dialect, ending a stream that already
-/// began: OpenAI's `data: {"error": …}`, or Anthropic's `event: error`.
-fn stream_error_event(dialect: Dialect, error: &ApiError) -> http_body::Frame<Bytes> {
+/// An SSE event carrying an error, ending a stream that already began: the stream's own
+/// when its API has one (the Responses API's `event: error`, see
+/// [`StreamTranslator::error_event`]), else the client dialect's: OpenAI's
+/// `data: {"error": …}`, or Anthropic's `event: error`.
+fn stream_error_event(
+    dialect: Dialect,
+    error: &ApiError,
+    translator: Option<&mut (dyn StreamTranslator + 'static)>,
+) -> http_body::Frame<Bytes> {
+    let mut event = BytesMut::new();
+    if let Some(x) = translator
+        && x.error_event(error, &mut event)
+    {
+        return http_body::Frame::data(event.freeze());
+    }
     let json = error.to_json_as(dialect);
-    let mut event = BytesMut::with_capacity(json.len() + 24);
+    event.reserve(json.len() + 24);
     match dialect {
         Dialect::OpenAi => crate::sse::write_data(&mut event, &json),
         Dialect::Anthropic => crate::sse::write_event(&mut event, "error", &json),
@@ -907,7 +935,7 @@ async fn read_upstream(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
 
 /// The wait an upstream asked for: OpenAI's `retry-after-ms`, else `Retry-After` in
 /// seconds (an HTTP-date is not honoured: the default backoff applies).
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let read = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<f64>().ok();
     if let Some(ms) = read("retry-after-ms").filter(|v| v.is_finite() && *v >= 0.0) {
         return Some(Duration::from_secs_f64(ms / 1000.0));

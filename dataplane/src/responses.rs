@@ -24,7 +24,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
@@ -94,10 +94,35 @@ pub fn resolve(router: &Router, id: &str) -> Result<(usize, String), ApiError> {
     }
 }
 
-/// For a `POST /v1/responses` continuing a session (`previous_response_id`): the target
-/// that must serve it and the body to forward (with the upstream's id restored). `None`
-/// when the request starts a new session.
-pub fn pin(router: &Router, body: &Bytes) -> Result<Option<(usize, Bytes)>, ApiError> {
+/// A `POST /v1/responses` continuing a session, pinned to the deployment holding it.
+#[derive(Debug, Clone)]
+pub struct Pinned {
+    /// The target that must serve it.
+    pub target: usize,
+    /// The model the request's `model` asks of the target's group (for wildcards and
+    /// `upstream.model`, as on any route to it).
+    pub group_model: String,
+    /// The body to forward, with the upstream's own response id restored.
+    pub body: Bytes,
+}
+
+/// The wait before trying a deployment again: what it asked for (`Retry-After`), else
+/// 50 to 150 ms, at most 5 s. The rule of every retry on one deployment.
+pub fn backoff(retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .unwrap_or_else(|| Duration::from_millis(50 + fastrand::u64(..100)))
+        .min(Duration::from_secs(5))
+}
+
+/// For a `POST /v1/responses` of `model` continuing a session (`previous_response_id`):
+/// where it must go. `None` when the request starts a new session.
+///
+/// The response's deployment must be one `model` reaches: through its group or alias,
+/// their fallbacks or context-window fallbacks (any route the first request could have
+/// taken). A follow-up naming a model that cannot reach it is a 400 naming both, rather
+/// than an answer from a model the client did not ask for; an unknown `model` is the
+/// usual 404.
+pub fn pin(router: &Router, body: &Bytes, model: &str) -> Result<Option<Pinned>, ApiError> {
     // Cheap check first: most requests carry no previous id and are never parsed twice.
     if !body
         .windows(b"previous_response_id".len())
@@ -121,10 +146,66 @@ pub fn pin(router: &Router, body: &Bytes) -> Result<Option<(usize, Bytes)>, ApiE
         }
     };
     let (t, upstream) = resolve(router, &id)?;
+    let group_model = reaching(router, t, model, &id)?;
     object.insert("previous_response_id".to_owned(), Value::String(upstream));
     let body = serde_json::to_vec(&value)
         .map_err(|e| ApiError::internal(format!("cannot write the request body: {e}")))?;
-    Ok(Some((t, Bytes::from(body))))
+    Ok(Some(Pinned {
+        target: t,
+        group_model,
+        body: Bytes::from(body),
+    }))
+}
+
+/// The model `model` asks of target `t`'s group on some route of `model` (the request's
+/// plan, then the context-window fallbacks of `model` and of every planned group); a 400
+/// naming the model and the deployment when none reaches it.
+fn reaching(router: &Router, t: usize, model: &str, id: &str) -> Result<String, ApiError> {
+    let mut steps: Vec<(usize, String)> = crate::proxy::plan(router, model)?.into();
+    let settings = router.settings();
+    let mut names = vec![model.to_owned()];
+    names.extend(steps.iter().map(|(g, _)| router.groups[*g].name.clone()));
+    let mut more = std::collections::VecDeque::new();
+    for name in &names {
+        for f in settings
+            .context_window_fallbacks
+            .get(name)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(route) = router.route(f) {
+                crate::proxy::expand(router, route, &mut more, 0);
+            }
+        }
+    }
+    steps.extend(more);
+    if let Some((_, m)) = steps
+        .into_iter()
+        .find(|(g, _)| router.groups[*g].members.contains(&t))
+    {
+        return Ok(m);
+    }
+    let deployment = &router.targets[t].spec;
+    let groups: Vec<&str> = router
+        .groups
+        .iter()
+        .filter(|g| g.members.contains(&t))
+        .map(|g| g.name.as_str())
+        .collect();
+    let served_as = match groups.as_slice() {
+        [] => String::new(),
+        [one] => format!(" (model `{one}`)"),
+        many => format!(" (models `{}`)", many.join("`, `")),
+    };
+    Err(ApiError::invalid_param(
+        "model",
+        format!(
+            "`previous_response_id` {id} names a response stored by deployment {}{served_as}, \
+             which model `{model}` does not route to: continue the session with a model that \
+             reaches that deployment, or start a new one without `previous_response_id`",
+            deployment.id
+        ),
+    ))
 }
 
 /// A whole answer with its top-level `id` in the gateway's form (an answer that is not
@@ -143,10 +224,23 @@ pub fn rewrite_answer(deployment: &str, bytes: Bytes) -> Bytes {
 /// Rewrites the response id in a Responses stream (`response.created`,
 /// `response.in_progress`, `response.completed`, … carry it as `response.id`), event by
 /// event; every other event, and the `event:` names, go as they came.
+///
+/// It also follows the events' `sequence_number`s, so that a failure after the first
+/// byte ends the stream with the Responses API's own `error` event, numbered next
+/// ([`StreamTranslator::error_event`]), not the chat completions' error chunk.
 #[derive(Debug)]
 pub struct IdRewriter {
     deployment: String,
     decoder: sse::Decoder,
+    /// The highest `sequence_number` passed on.
+    last_sequence: Option<u64>,
+}
+
+/// The one field of a stream event read to number an error event after it.
+#[derive(serde::Deserialize)]
+struct Sequenced {
+    #[serde(default)]
+    sequence_number: Option<u64>,
 }
 
 impl IdRewriter {
@@ -155,10 +249,18 @@ impl IdRewriter {
         Self {
             deployment: deployment.to_owned(),
             decoder: sse::Decoder::new(sse::MAX_EVENT_BYTES),
+            last_sequence: None,
         }
     }
 
-    fn write(&self, event: sse::Event, out: &mut BytesMut) {
+    fn write(&mut self, event: sse::Event, out: &mut BytesMut) {
+        if event.data.windows(15).any(|w| w == b"sequence_number")
+            && let Ok(Sequenced {
+                sequence_number: Some(n),
+            }) = serde_json::from_slice(&event.data)
+        {
+            self.last_sequence = Some(self.last_sequence.map_or(n, |last| last.max(n)));
+        }
         let mut data = event.data.clone();
         if data.windows(11).any(|w| w == b"\"response\":")
             && let Ok(mut value) = serde_json::from_slice::<Value>(&data)
@@ -195,18 +297,56 @@ impl StreamTranslator for IdRewriter {
         }
         Ok(())
     }
+
+    fn error_event(&mut self, error: &ApiError, out: &mut BytesMut) -> bool {
+        let sequence_number = self.last_sequence.map_or(0, |n| n.saturating_add(1));
+        self.last_sequence = Some(sequence_number);
+        let event = ErrorEvent {
+            kind: "error",
+            code: error.code.unwrap_or(error.kind),
+            message: &error.message,
+            param: error.param.as_deref(),
+            sequence_number,
+        };
+        match serde_json::to_vec(&event) {
+            Ok(json) => {
+                sse::write_event(out, "error", &json);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The Responses API's stream `error` event.
+#[derive(serde::Serialize)]
+struct ErrorEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'a str,
+    message: &'a str,
+    param: Option<&'a str>,
+    sequence_number: u64,
 }
 
 /// `GET`/`DELETE /v1/responses/{id}`, `GET /v1/responses/{id}/input_items`,
 /// `POST /v1/responses/{id}/cancel`: sent to the deployment the id names, whatever its
 /// health (no other deployment holds the response). `rest` is the path after
-/// `/responses/`; `query` the client's query string.
+/// `/responses/`; `query` the client's query string; `client_headers` the client's
+/// request headers (W3C trace context passes through, as on every upstream call).
+///
+/// Retried as any call pinned to one deployment is: up to `1 + retries` attempts on
+/// connection failures, timeouts, 408, 429 and 5xx, waiting [`backoff`] between them
+/// (the upstream's `Retry-After` when it gave one); those failures count towards the
+/// deployment's cooldown. Client errors (404 for a response the upstream forgot, 401, …)
+/// return at once.
 pub async fn by_id(
     router: &Router,
     client: &HttpClient,
     method: &Method,
     rest: &str,
     query: Option<&str>,
+    client_headers: &HeaderMap,
 ) -> (Response<Body>, Option<String>) {
     let (id, suffix) = match rest.split_once('/') {
         Some((id, s)) => (id, Some(s)),
@@ -230,7 +370,7 @@ pub async fn by_id(
     };
     let target = &router.targets[t];
     let d = &target.spec;
-    let key = target.api_key.as_ref().map(|k| k.expose());
+    let answered = |response: Response<Body>| (response, Some(d.id.clone()));
     let tail = match suffix {
         Some(s) => format!("/{s}"),
         None => String::new(),
@@ -249,33 +389,33 @@ pub async fn by_id(
             )
         }
         _ => {
-            return (
+            return answered(
                 ApiError::bad_request(format!(
                     "deployment {} does not serve the Responses API",
                     d.id
                 ))
                 .into_response(),
-                Some(d.id.clone()),
             );
         }
     };
-    let mut builder = Request::builder().method(method.clone()).uri(uri);
-    if let Some(key) = key {
-        let value = match &target.provider {
-            Provider::Azure { .. } => HeaderValue::from_str(key).map(|v| ("api-key", v)),
-            _ => HeaderValue::from_str(&format!("Bearer {key}"))
-                .map(|v| (header::AUTHORIZATION.as_str(), v)),
-        };
+    let mut headers = HeaderMap::new();
+    if let Some(key) = target.api_key.as_ref().map(|k| k.expose()) {
+        let value =
+            match &target.provider {
+                Provider::Azure { .. } => HeaderValue::from_str(key)
+                    .map(|v| (header::HeaderName::from_static("api-key"), v)),
+                _ => HeaderValue::from_str(&format!("Bearer {key}"))
+                    .map(|v| (header::AUTHORIZATION, v)),
+            };
         match value {
             Ok((name, mut v)) => {
                 v.set_sensitive(true);
-                builder = builder.header(name, v);
+                headers.insert(name, v);
             }
             Err(_) => {
-                return (
+                return answered(
                     ApiError::internal("the deployment's API key is not a valid header value")
                         .into_response(),
-                    Some(d.id.clone()),
                 );
             }
         }
@@ -285,59 +425,92 @@ pub async fn by_id(
             http::HeaderName::from_bytes(h.name.as_bytes()),
             HeaderValue::from_str(&h.value),
         ) {
-            builder = builder.header(name, value);
+            headers.insert(name, value);
         }
     }
-    let req = match builder.body(Full::new(Bytes::new())) {
-        Ok(r) => r,
-        Err(e) => {
-            return (
-                ApiError::internal(format!("cannot build the upstream request: {e}"))
-                    .into_response(),
-                Some(d.id.clone()),
-            );
+    for name in ["traceparent", "tracestate"] {
+        if let Some(v) = client_headers.get(name) {
+            headers.insert(name, v.clone());
         }
-    };
+    }
     let timeout = Duration::from_millis(d.timeouts.request_ms);
-    let exchange = async {
-        let resp = client
-            .request(req)
-            .await
-            .map_err(|e| ApiError::bad_gateway(format!("upstream connection failed: {e}")))?;
-        let (parts, body) = resp.into_parts();
-        let bytes = http_body_util::Limited::new(body, MAX_BODY)
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .map_err(|e| ApiError::bad_gateway(format!("upstream body failed: {e}")))?;
-        Ok::<_, ApiError>((parts, bytes))
-    };
-    let response = match tokio::time::timeout(timeout, exchange).await {
-        Err(_) => ApiError::timeout(format!(
-            "deployment {} did not answer within {}ms",
-            d.id, d.timeouts.request_ms
-        ))
-        .into_response(),
-        Ok(Err(e)) => e.into_response(),
-        Ok(Ok((parts, bytes))) if !parts.status.is_success() => {
-            ApiError::from_upstream(parts.status, &bytes, None).into_response()
+    let cooldown = &router.settings().cooldown;
+    let mut attempts = 0u32;
+    let mut last: Option<ApiError> = None;
+    let error = loop {
+        if attempts > 0 {
+            tokio::time::sleep(backoff(last.as_ref().and_then(|e| e.retry_after))).await;
         }
-        Ok(Ok((_, bytes))) => {
-            // input_items lists items, whose ids are not response ids.
-            let bytes = if suffix.is_none() || suffix == Some("cancel") {
-                rewrite_answer(&d.id, bytes)
-            } else {
-                bytes
-            };
-            let mut resp = Response::new(full(bytes));
-            resp.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            resp
+        attempts += 1;
+        let mut req = match Request::builder()
+            .method(method.clone())
+            .uri(uri.as_str())
+            .body(Full::new(Bytes::new()))
+        {
+            Ok(r) => r,
+            Err(e) => {
+                break ApiError::internal(format!("cannot build the upstream request: {e}"));
+            }
+        };
+        req.headers_mut().extend(headers.clone());
+        let exchange = async {
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| ApiError::bad_gateway(format!("upstream connection failed: {e}")))?;
+            let (parts, body) = resp.into_parts();
+            let bytes = http_body_util::Limited::new(body, MAX_BODY)
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(|e| ApiError::bad_gateway(format!("upstream body failed: {e}")))?;
+            Ok::<_, ApiError>((parts, bytes))
+        };
+        let error = match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => ApiError::timeout(format!(
+                "deployment {} did not answer within {}ms",
+                d.id, d.timeouts.request_ms
+            )),
+            Ok(Err(e)) => e,
+            Ok(Ok((parts, bytes))) if !parts.status.is_success() => ApiError::from_upstream(
+                parts.status,
+                &bytes,
+                crate::proxy::retry_after(&parts.headers),
+            ),
+            Ok(Ok((_, bytes))) => {
+                // input_items lists items, whose ids are not response ids.
+                let bytes = if suffix.is_none() || suffix == Some("cancel") {
+                    rewrite_answer(&d.id, bytes)
+                } else {
+                    bytes
+                };
+                let mut resp = Response::new(full(bytes));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+                return answered(resp);
+            }
+        };
+        if !error.is_retryable() {
+            break error;
         }
+        target.state.record_failure(
+            std::time::Instant::now(),
+            cooldown.allowed_fails,
+            Duration::from_millis(cooldown.cooldown_ms),
+        );
+        if attempts > d.retries {
+            break error;
+        }
+        tracing::warn!(
+            deployment = %d.id,
+            status = error.status.as_u16(),
+            "{method} /v1/responses/{{id}} attempt failed: {}", error.message
+        );
+        last = Some(error);
     };
-    (response, Some(d.id.clone()))
+    answered(error.into_response())
 }
 
 #[cfg(test)]
@@ -361,6 +534,33 @@ mod tests {
         );
         assert!(decode_id("resp_mg_!!!.x").is_err());
         assert!(decode_id("resp_mg_YQ").is_err());
+    }
+
+    #[test]
+    fn a_failure_ends_the_stream_with_a_numbered_error_event() {
+        let mut r = IdRewriter::new("d1");
+        let mut out = BytesMut::new();
+        let input = b"event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\"}}\n\nevent: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"delta\":\"hi\"}\n\n";
+        r.feed(input, &mut out).expect("feed");
+        out.clear();
+        let error = ApiError::bad_gateway("deployment d1 failed mid-stream");
+        assert!(r.error_event(&error, &mut out));
+        let text = String::from_utf8(out.to_vec()).expect("utf8");
+        let data = text
+            .strip_prefix("event: error\ndata: ")
+            .and_then(|t| t.strip_suffix("\n\n"))
+            .unwrap_or_else(|| panic!("not one error event: {text:?}"));
+        let event: Value = serde_json::from_str(data).expect("json");
+        assert_eq!(event["type"], "error");
+        assert_eq!(event["sequence_number"], 5);
+        assert_eq!(event["message"], "deployment d1 failed mid-stream");
+        assert_eq!(event["code"], error.code.unwrap_or(error.kind));
+        assert!(event["param"].is_null());
+        // Nothing was numbered yet: the error is event 0.
+        let mut fresh = IdRewriter::new("d1");
+        out.clear();
+        assert!(fresh.error_event(&error, &mut out));
+        assert!(String::from_utf8_lossy(&out).contains("\"sequence_number\":0"));
     }
 
     #[test]

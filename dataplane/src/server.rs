@@ -253,8 +253,15 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
         .strip_prefix("/v1/responses/")
         .or_else(|| path.strip_prefix("/responses/"))
     {
-        let (mut resp, deployment) =
-            crate::responses::by_id(&router, &app.client, &method, rest, req.uri().query()).await;
+        let (mut resp, deployment) = crate::responses::by_id(
+            &router,
+            &app.client,
+            &method,
+            rest,
+            req.uri().query(),
+            req.headers(),
+        )
+        .await;
         if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
             resp.headers_mut().insert("x-modelgate-deployment", id);
         }

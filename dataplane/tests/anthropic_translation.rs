@@ -399,7 +399,12 @@ fn anthropic_errors_map_to_statuses() {
             .as_str()
             .and_then(|s| s.parse().ok())
             .map(std::time::Duration::from_secs);
-        let e = OPENAI_TO_ANTHROPIC.error(status, body.as_bytes(), retry_after);
+        let e = OPENAI_TO_ANTHROPIC.error(
+            status,
+            &http::HeaderMap::new(),
+            body.as_bytes(),
+            retry_after,
+        );
         let want = &case["expect"];
         assert_eq!(
             u64::from(e.status.as_u16()),

@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     let status = StatusCode::from_u16(400 + u16::from(first) % 200).unwrap_or(StatusCode::BAD_GATEWAY);
     for t in anthropic_common::translators() {
         let _ = t.response(&cx, Bytes::copy_from_slice(rest));
-        let e = t.error(status, rest, None);
+        let e = t.error(status, &http::HeaderMap::new(), rest, None);
         assert!(e.status.is_client_error() || e.status.is_server_error());
     }
 });

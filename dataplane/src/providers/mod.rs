@@ -315,9 +315,15 @@ pub trait Translator: Send + Sync + std::fmt::Debug {
     /// The translator of one streamed answer.
     fn stream(&self, cx: &ResponseContext) -> Box<dyn StreamTranslator>;
 
-    /// An error answer of the upstream side (status, body, the wait it asked for). Its
-    /// status decides retries ([`ApiError::is_retryable`]).
-    fn error(&self, status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> ApiError {
+    /// An error answer of the upstream side (status, response headers, body, the wait it
+    /// asked for). Its status decides retries ([`ApiError::is_retryable`]).
+    fn error(
+        &self,
+        status: StatusCode,
+        _headers: &HeaderMap,
+        body: &[u8],
+        retry_after: Option<Duration>,
+    ) -> ApiError {
         ApiError::from_upstream(status, body, retry_after)
     }
 }
@@ -334,6 +340,13 @@ pub trait StreamTranslator: Send {
     /// The upstream ended the body: writes the closing events (`[DONE]`,
     /// `message_stop`), or fails when the stream was cut short.
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError>;
+
+    /// Writes the event that ends this stream after `error` when the stream's API has an
+    /// error event of its own (the Responses API's `error`, numbered after the events
+    /// sent); false leaves it to the client dialect's error event.
+    fn error_event(&mut self, _error: &ApiError, _out: &mut BytesMut) -> bool {
+        false
+    }
 }
 
 /// Two stream translators in a row (back leg, then front leg).
@@ -443,15 +456,16 @@ impl Legs {
         }
     }
 
-    /// An upstream error answer.
+    /// An upstream error answer (status, response headers, body, the wait it asked for).
     pub fn error(
         &self,
         status: StatusCode,
+        headers: &HeaderMap,
         body: &[u8],
         retry_after: Option<Duration>,
     ) -> ApiError {
         match self.back {
-            Some(back) => back.error(status, body, retry_after),
+            Some(back) => back.error(status, headers, body, retry_after),
             None => ApiError::from_upstream(status, body, retry_after),
         }
     }

@@ -61,6 +61,7 @@ impl Translator for Native {
     fn error(
         &self,
         status: StatusCode,
+        _headers: &http::HeaderMap,
         body: &[u8],
         retry_after: Option<std::time::Duration>,
     ) -> ApiError {

@@ -88,6 +88,7 @@ impl Translator for OpenAiToAnthropic {
     fn error(
         &self,
         status: StatusCode,
+        _headers: &http::HeaderMap,
         body: &[u8],
         retry_after: Option<std::time::Duration>,
     ) -> ApiError {

@@ -138,8 +138,14 @@ impl Translator for OpenAiToBedrock {
         })
     }
 
-    fn error(&self, status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> ApiError {
-        converse::error(status, body, None, retry_after)
+    fn error(
+        &self,
+        status: StatusCode,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        retry_after: Option<Duration>,
+    ) -> ApiError {
+        converse::error(status, body, converse::error_type(headers), retry_after)
     }
 }
 

@@ -156,7 +156,13 @@ impl Translator for OpenAiToGemini {
         })
     }
 
-    fn error(&self, status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> ApiError {
+    fn error(
+        &self,
+        status: StatusCode,
+        _headers: &http::HeaderMap,
+        body: &[u8],
+        retry_after: Option<Duration>,
+    ) -> ApiError {
         super::error(status, body, retry_after)
     }
 }
