@@ -145,6 +145,9 @@ impl App {
                 }
             })
             .collect();
+                    reason_code: h.code,
+                    source: h.source,
+                    table_version: h.table_version.map(|v| v.to_string()),
         deployments.sort_by(|a, b| a.id.cmp(&b.id));
         HealthReport {
             deployments,

@@ -3,11 +3,12 @@
 //! these read only the non-secret fields of the table.
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use serde_json::{Value, json};
 
 use crate::errors::ApiError;
-use crate::router::{Router, Target};
+use crate::router::{Router, Target, wall_ms};
 
 /// True for a path this module serves.
 pub fn is_info_path(path: &str) -> bool {
@@ -163,21 +164,35 @@ fn model_group_info(router: &Router) -> Value {
     json!({"data": rows})
 }
 
-/// The latest health of each deployment: once per deployment, whatever aliases reach it.
+/// The latest health of each deployment: once per deployment, whatever aliases reach it,
+/// with what the admin health report says of it (no credential is in either: the
+/// reasons are redacted where they are made).
 fn health(router: &Router) -> Value {
     let mut healthy = Vec::new();
     let mut unhealthy = Vec::new();
     let mut unknown = Vec::new();
+    let now = Instant::now();
+    let wall = wall_ms();
     for t in &router.targets {
         let h = t.state.health();
+        let cooldown_until_ms = t
+            .state
+            .cooling_until(now)
+            .map(|until| wall + until.duration_since(now).as_millis() as u64);
         let row = json!({
             "id": t.spec.id,
             "model": t.spec.model,
             "provider": t.spec.provider,
             "api_base": t.spec.api_base,
+            "healthy": h.healthy,
             "last_check_ms": h.last_check_ms,
             "latency_ms": h.latency_ms,
             "error": h.reason,
+            "reason_code": h.code,
+            "source": h.source,
+            "consecutive_failures": t.state.consecutive_failures(),
+            "cooldown_until_ms": cooldown_until_ms,
+            "table_version": h.table_version.as_deref(),
         });
         match h.healthy {
             Some(true) => healthy.push(row),
@@ -192,5 +207,6 @@ fn health(router: &Router) -> Value {
         "healthy_endpoints": healthy,
         "unhealthy_endpoints": unhealthy,
         "unknown_endpoints": unknown,
+        "table_version": router.table.version,
     })
 }

@@ -10,6 +10,7 @@
 //! - [`server`]: the public and admin HTTP servers; [`info`]: the read-only endpoints.
 //! - [`tls`]: TLS for the admin API, following rotated certificate files.
 //! - [`health`]: active health checks; [`metrics`]: Prometheus metrics on their own port.
+//! - [`hardening`]: the hardening limits as flags (connections, heads, timeouts, sizes).
 //! - [`app`]: shared state; [`client`]: the upstream HTTP client.
 
 #![forbid(unsafe_code)]
@@ -18,6 +19,7 @@ pub mod app;
 pub mod body;
 pub mod client;
 pub mod errors;
+pub mod hardening;
 pub mod health;
 pub mod info;
 pub mod metrics;
@@ -39,7 +41,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::body::Body;
 use crate::metrics::{FirstFrame, Metrics};
@@ -65,8 +67,40 @@ pub struct Config {
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
 }
+    /// Health-check probes in flight at once, across every deployment.
+    pub health_check_concurrency: usize,
+    /// Connection-level limits of the public and admin ports.
+    pub limits: server::Limits,
+    /// Requests (streams included, until they end) served at once on the public port;
+    /// more get a 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    /// Largest non-streaming answer read from an upstream; a larger one is a 502.
+    pub max_upstream_answer_bytes: usize,
 
 /// The bound sockets.
+impl Config {
+    /// The defaults the binary's flags have, serving on `listen` with no admin API and
+    /// no metrics.
+    pub fn new(listen: SocketAddr) -> Config {
+        Config {
+            listen,
+            admin_listen: None,
+            metrics_listen: None,
+            admin_token_file: None,
+            admin_tls: None,
+            ca_bundle: None,
+            drain_timeout: Duration::from_secs(30),
+            health_check_concurrency: health::DEFAULT_CONCURRENCY,
+            limits: server::Limits::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_upstream_answer_bytes: proxy::DEFAULT_MAX_ANSWER_BYTES,
+        }
+    }
+}
+
+/// Requests in flight at once by default (`--max-in-flight`).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+
 #[derive(Debug)]
 pub struct Listeners {
     /// The OpenAI API.
@@ -139,12 +173,40 @@ fn endpoint_label(path: &str) -> Option<&'static str> {
     }
 }
 
-/// The public API with metrics around it.
-async fn measured(app: Arc<App>, metrics: Arc<Metrics>, req: Request<Incoming>) -> Response<Body> {
+/// The public API with metrics around it, and the bound on requests in flight.
+async fn measured(
+    app: Arc<App>,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let Some(endpoint) = endpoint_label(req.uri().path()) else {
         return server::public(app, req).await;
     };
     let started = Instant::now();
+    // Held until the answer's body ends (a stream's last byte), so streams count.
+    let Ok(permit) = in_flight.try_acquire_owned() else {
+        let mut e = errors::ApiError::unavailable(
+            "the gateway is serving its limit of requests in flight; retry shortly",
+        );
+        e.retry_after = Some(Duration::from_secs(1));
+        return e.into_response();
+    };
+    let resp = measured_inner(app, metrics, endpoint, req).await;
+    let (parts, body) = resp.into_parts();
+    let body = body.map_frame(move |frame| {
+        let _held = &permit;
+        frame
+    });
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+async fn measured_inner(
+    app: Arc<App>,
+    metrics: Arc<Metrics>,
+    endpoint: &'static str,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let guard = metrics.start();
     let resp = server::public(Arc::clone(&app), req).await;
     drop(guard);
@@ -219,18 +281,30 @@ pub async fn run(
     } = listeners;
     let metrics = Arc::new(Metrics::default());
     let mut tasks = tokio::task::JoinSet::new();
+    proxy::set_max_answer_bytes(config.max_upstream_answer_bytes);
+    let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     {
         let app = Arc::clone(&app);
         let metrics = Arc::clone(&metrics);
         let shutdown = shutdown.clone();
         let drain = config.drain_timeout;
         tasks.spawn(async move {
-            server::serve(
+        let limits = config.limits.clone();
+            server::serve_limited(
                 public,
-                move |req| measured(Arc::clone(&app), Arc::clone(&metrics), req),
+                None,
+                move |req| {
+                    measured(
+                        Arc::clone(&app),
+                        Arc::clone(&metrics),
+                        Arc::clone(&in_flight),
+                        req,
+                    )
+                },
                 shutdown,
                 drain,
             )
+                limits,
             .await;
         });
     }
@@ -248,7 +322,11 @@ pub async fn run(
             .await;
         });
     }
-    tasks.spawn(health::run(Arc::clone(&app), shutdown.clone()));
+    tasks.spawn(health::run(
+        Arc::clone(&app),
+        config.health_check_concurrency,
+        shutdown.clone(),
+    ));
     if let Some(admin) = admin {
         let app = Arc::clone(&app);
         let token = Arc::new(server::AdminToken::from_file(
@@ -258,10 +336,10 @@ pub async fn run(
         let drain = config.drain_timeout;
         let handler = move |req| server::admin(Arc::clone(&app), Arc::clone(&token), req);
         tasks.spawn(async move {
-            match admin_tls {
-                Some(tls) => server::serve_tls(admin, tls, handler, shutdown, drain).await,
-                None => server::serve(admin, handler, shutdown, drain).await,
-            }
+        // The admin API takes routing tables of many megabytes: no request timeout shorter
+        // than the public one's, same head limits.
+        let limits = config.limits.clone();
+            server::serve_limited(admin, admin_tls, handler, shutdown, drain, limits).await;
         });
     }
     {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use modelgate_dataplane::hardening::LimitArgs;
 use modelgate_dataplane::tls::TlsFiles;
 use modelgate_dataplane::{App, Config, bind, client, run, table};
 
@@ -63,6 +64,17 @@ struct Args {
     /// Seconds in-flight requests and streams may take to finish on SIGTERM.
     #[arg(long, default_value_t = 30, env = "MODELGATE_DRAIN_SECONDS")]
     drain_seconds: u64,
+    /// Length of the rate-limit window of `rpm` and `tpm`, in seconds (60: per minute;
+    /// shorter only for tests).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "MODELGATE_LIMIT_WINDOW_SECONDS")]
+    limit_window_seconds: u64,
+    /// Divide rpm, tpm and fleet-wide concurrency limits by this number instead of the
+    /// gateway count the operator sends (without Redis): e.g. for a sidecar that should
+    /// get a fixed share.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), env = "MODELGATE_LIMIT_DIVISOR")]
+    limit_divisor: Option<u32>,
+    #[command(flatten)]
+    limits: LimitArgs,
 }
 
 fn main() -> ExitCode {
@@ -94,21 +106,23 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
-    let config = Config {
-        listen: args.listen,
-        admin_listen: Some(args.admin_listen),
-        metrics_listen: Some(args.metrics_listen),
-        admin_token_file: args.admin_token_file,
-        // Both or neither: clap enforces it (`requires`).
-        admin_tls: args
-            .admin_tls_cert
-            .zip(args.admin_tls_key)
-            .map(|(cert, key)| TlsFiles { cert, key }),
-        ca_bundle: args.ca_bundle,
-        drain_timeout: Duration::from_secs(args.drain_seconds),
-    };
+    let mut config = Config::new(args.listen);
+    config.admin_listen = Some(args.admin_listen);
+    config.metrics_listen = Some(args.metrics_listen);
+    config.admin_token_file = args.admin_token_file;
+    // Both or neither: clap enforces it (`requires`).
+    config.admin_tls = args
+        .admin_tls_cert
+        .zip(args.admin_tls_key)
+        .map(|(cert, key)| TlsFiles { cert, key });
+    config.ca_bundle = args.ca_bundle;
+    config.drain_timeout = Duration::from_secs(args.drain_seconds);
+    args.limits.apply(&mut config);
     let client = client::build(config.ca_bundle.as_deref())?;
     let app = App::new(client);
+    app.limiter()
+        .set_window(Duration::from_secs(args.limit_window_seconds));
+    app.limiter().set_divisor(args.limit_divisor);
     let listeners = bind(&config).await?;
     tracing::info!(
         listen = %config.listen,
@@ -160,5 +174,37 @@ mod tests {
         assert_eq!(args.admin_tls_key, Some(PathBuf::from("tls.key")));
         let args = parse(&[]).expect("neither");
         assert_eq!((args.admin_tls_cert, args.admin_tls_key), (None, None));
+    }
+
+    #[test]
+    fn limits_have_defaults_and_refuse_nonsense() {
+        use modelgate_dataplane::health;
+        use modelgate_dataplane::proxy::DEFAULT_MAX_ANSWER_BYTES;
+        use modelgate_dataplane::server::Limits;
+        let args = parse(&[]).expect("defaults");
+        let mut config = Config::new("127.0.0.1:0".parse().expect("addr"));
+        args.limits.apply(&mut config);
+        let d = Limits::default();
+        assert_eq!(config.limits.max_connections, d.max_connections);
+        assert_eq!(config.limits.max_header_bytes, d.max_header_bytes);
+        assert_eq!(config.limits.max_headers, d.max_headers);
+        assert_eq!(config.limits.header_read_timeout, d.header_read_timeout);
+        assert_eq!(config.limits.idle_timeout, d.idle_timeout);
+        assert_eq!(config.limits.request_timeout, d.request_timeout);
+        assert_eq!(config.max_upstream_answer_bytes, DEFAULT_MAX_ANSWER_BYTES);
+        assert_eq!(config.health_check_concurrency, health::DEFAULT_CONCURRENCY);
+        let args = parse(&["--request-timeout-seconds", "0", "--max-connections", "3"])
+            .expect("unbounded requests");
+        args.limits.apply(&mut config);
+        assert_eq!(config.limits.request_timeout, None);
+        assert_eq!(config.limits.max_connections, 3);
+        for bad in [
+            ["--max-connections", "0"],
+            ["--health-check-concurrency", "0"],
+            ["--max-header-bytes", "10"],
+            ["--header-read-timeout-seconds", "0"],
+        ] {
+            assert!(parse(&bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

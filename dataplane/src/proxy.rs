@@ -47,8 +47,20 @@ use crate::router::{Route, Router, pick_alias_target};
 
 /// Longest error body read from an upstream.
 const MAX_ERROR_BODY: usize = 64 * 1024;
-/// Longest non-streaming answer read from an upstream.
-const MAX_ANSWER_BODY: usize = 256 * 1024 * 1024;
+/// Longest non-streaming answer read from an upstream by default
+/// (`--max-upstream-answer-bytes`).
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 256 * 1024 * 1024;
+
+/// Longest non-streaming answer read from an upstream: a process-wide setting (one data
+/// plane per process; the binary and `operator local` set it at start).
+static MAX_ANSWER_BODY: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_ANSWER_BYTES);
+
+/// Sets the longest non-streaming answer read from an upstream; a larger one fails the
+/// attempt with a 502 that says so.
+pub fn set_max_answer_bytes(limit: usize) {
+    MAX_ANSWER_BODY.store(limit.max(1), std::sync::atomic::Ordering::Relaxed);
+}
 
 /// The two fields of a request body the router needs.
 #[derive(serde::Deserialize)]
@@ -366,7 +378,12 @@ pub async fn serve(
                     last_from = Some(target.spec.id.clone());
                     break;
                 }
-                Err(f) => return upstream_error(f.error, attempts, &target.spec.id),
+                Err(f) => {
+                    target
+                        .state
+                        .observe_refusal(f.error.status, &router.table.version);
+                    return upstream_error(f.error, attempts, &target.spec.id);
+                }
             }
         }
     }
@@ -465,7 +482,12 @@ async fn serve_pinned(
                 );
                 f.error
             }
-            Err(f) => f.error,
+            Err(f) => {
+                target
+                    .state
+                    .observe_refusal(f.error.status, &router.table.version);
+                f.error
+            }
         };
         let retryable = error.is_retryable() && attempts <= target.spec.retries;
         if !retryable {
@@ -573,7 +595,7 @@ async fn attempt(
             let resp = client.request(req).await.map_err(connect_failure)?;
             let (parts, body) = resp.into_parts();
             let limit = if parts.status.is_success() {
-                MAX_ANSWER_BODY
+                MAX_ANSWER_BODY.load(std::sync::atomic::Ordering::Relaxed)
             } else {
                 MAX_ERROR_BODY
             };
@@ -952,3 +974,8 @@ fn copy_content_type(from: &HeaderMap, to: &mut HeaderMap, default: &'static str
         .unwrap_or_else(|| HeaderValue::from_static(default));
     to.insert(header::CONTENT_TYPE, value);
 }
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            return Failure::retryable(ApiError::bad_gateway(format!(
+                "the upstream's answer is larger than the gateway's limit of {limit} bytes"
+            )));
+        }

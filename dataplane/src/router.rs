@@ -6,13 +6,13 @@
 //! [`StateRegistry`] that outlives routers, so a table swap forgets no cooldown.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use modelgate_dataplane_api::{
-    Deployment, RoutingStrategy, RoutingTable, SecretValue, Settings, Skipped, serves_provider,
-    wildcard_pattern,
+    Deployment, HealthReason, HealthSource, RoutingStrategy, RoutingTable, SecretValue, Settings,
+    Skipped, serves_provider, wildcard_pattern,
 };
 
 use crate::providers::Provider;
@@ -30,6 +30,9 @@ pub struct DeploymentState {
 #[derive(Debug, Default)]
 struct Failures {
     recent: VecDeque<Instant>,
+    /// The latest verdict came from real traffic refusing the credentials: the next
+    /// success clears it (one atomic load on the success path otherwise).
+    refused_on_traffic: AtomicBool,
     cooldown_until: Option<Instant>,
     consecutive: u32,
 }
@@ -52,6 +55,12 @@ pub struct Health {
 #[derive(Debug)]
 pub struct InFlight(Arc<DeploymentState>);
 
+    /// The kind of failure `reason` describes.
+    pub code: Option<HealthReason>,
+    /// What reached the verdict: an active check or real traffic.
+    pub source: Option<HealthSource>,
+    /// Version of the table the verdict was reached under.
+    pub table_version: Option<Arc<str>>,
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -88,6 +97,45 @@ impl DeploymentState {
     pub fn record_failure(&self, now: Instant, allowed_fails: u32, cooldown: Duration) -> bool {
         let Ok(mut f) = self.failures.lock() else {
             return false;
+        if self.refused_on_traffic.load(Ordering::Relaxed)
+            && self.refused_on_traffic.swap(false, Ordering::Relaxed)
+            && let Ok(mut h) = self.health.lock()
+        {
+            // The credentials work again (rotated upstream, or a transient refusal).
+            let table_version = h.table_version.take();
+            *h = Health {
+                healthy: Some(true),
+                last_check_ms: Some(wall_ms()),
+                source: Some(HealthSource::Traffic),
+                table_version,
+                ..Health::default()
+            };
+        }
+    }
+
+    /// A passive check: an upstream answered real traffic with `status`, an error the
+    /// client gets as it is (not retried, no cooldown). A 401 or 403 means the upstream
+    /// refuses the deployment's credentials: the deployment is marked unhealthy with
+    /// [`HealthReason::BadCredentials`] until a request or an active check succeeds.
+    /// Other statuses say nothing about the deployment (a client's bad request).
+    pub fn observe_refusal(&self, status: http::StatusCode, table_version: &str) {
+        if status != http::StatusCode::UNAUTHORIZED && status != http::StatusCode::FORBIDDEN {
+            return;
+        }
+        if let Ok(mut h) = self.health.lock() {
+            *h = Health {
+                healthy: Some(false),
+                reason: Some(format!(
+                    "bad credentials: the upstream answered {status} to a client's request"
+                )),
+                last_check_ms: Some(wall_ms()),
+                latency_ms: None,
+                code: Some(HealthReason::BadCredentials),
+                source: Some(HealthSource::Traffic),
+                table_version: Some(Arc::from(table_version)),
+            };
+            self.refused_on_traffic.store(true, Ordering::Relaxed);
+        }
         };
         f.consecutive = f.consecutive.saturating_add(1);
         let window = Duration::from_secs(60);
@@ -131,7 +179,7 @@ impl DeploymentState {
         self.health.lock().map(|h| h.clone()).unwrap_or_default()
     }
 
-    /// Sets the latest health.
+    /// Sets the latest health (an active check's verdict replaces traffic's).
     pub fn set_health(&self, health: Health) {
         if let Ok(mut h) = self.health.lock() {
             *h = health;
@@ -142,10 +190,19 @@ impl DeploymentState {
 /// Live state by deployment id; outlives routers.
 #[derive(Debug, Default)]
 pub struct StateRegistry {
+            self.refused_on_traffic.store(false, Ordering::Relaxed);
     states: Mutex<HashMap<String, Arc<DeploymentState>>>,
 }
 
 impl StateRegistry {
+/// Milliseconds since the Unix epoch.
+pub(crate) fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
     fn get(&self, id: &str) -> Arc<DeploymentState> {
         match self.states.lock() {
             Ok(mut m) => Arc::clone(m.entry(id.to_owned()).or_default()),

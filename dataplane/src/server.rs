@@ -7,7 +7,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,9 +19,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
@@ -34,6 +36,59 @@ use crate::tls::ReloadingTls;
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connection-level limits of a server (the binary's flags; `operator local` takes the
+/// same). What a client sees at each:
+///
+/// - over `max_connections`: the connection is accepted, answered `503` (OpenAI error
+///   JSON, `Retry-After: 1`, `connection: close`) and closed, so the client learns why
+///   instead of hanging in the listen backlog;
+/// - a request head over `max_header_bytes`, or with more than `max_headers` fields:
+///   `431 Request Header Fields Too Large` (hyper's answer), then the connection closes;
+/// - no complete request head within `header_read_timeout` (a slow-header client, or an
+///   idle keep-alive connection: hyper times both from when it starts waiting for a
+///   head): the connection is closed without an answer (no request was made);
+/// - no byte read or written for `idle_timeout` while the server waits on the client (a
+///   client that stopped sending its body or stopped reading its answer): the connection
+///   is closed;
+/// - no answer begun within `request_timeout` (body upload, routing, retries and the
+///   upstream's first byte together): `408` in OpenAI's shape.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), bytes.
+    pub max_header_bytes: usize,
+    /// Most header fields in a request.
+    pub max_headers: usize,
+    /// Time a client has to send a whole request head (also how long an idle keep-alive
+    /// connection stays open).
+    pub header_read_timeout: Duration,
+    /// Time a connection may make no progress while waiting on the client.
+    pub idle_timeout: Duration,
+    /// Time from a request's head to the start of its answer; `None`: unbounded.
+    pub request_timeout: Option<Duration>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(300),
+            request_timeout: Some(Duration::from_secs(600)),
+        }
+    }
+}
+
+/// hyper's default header count: setting it costs a heap allocation per request, so it
+/// is set only when it differs.
+const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
+
+/// Connections being refused at once (beyond it an over-limit connection is just closed).
+const MAX_REFUSING: usize = 256;
+
 /// Runs an accept loop until `shutdown` turns true, then lets open connections finish
 /// (within `drain`), closing idle keep-alive connections at once.
 pub async fn serve<H, F>(
@@ -45,7 +100,7 @@ pub async fn serve<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    accept_loop(listener, None, handler, shutdown, drain).await;
+    accept_loop(listener, None, handler, shutdown, drain, Limits::default()).await;
 }
 
 /// [`serve`] over TLS: each connection's handshake runs in the connection's own task (a
@@ -62,7 +117,30 @@ pub async fn serve_tls<H, F>(
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    accept_loop(listener, Some(tls), handler, shutdown, drain).await;
+    accept_loop(
+        listener,
+        Some(tls),
+        handler,
+        shutdown,
+        drain,
+        Limits::default(),
+    )
+    .await;
+}
+
+/// [`serve`] or [`serve_tls`] (with `tls`) under `limits`.
+pub async fn serve_limited<H, F>(
+    listener: TcpListener,
+    tls: Option<Arc<ReloadingTls>>,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+    limits: Limits,
+) where
+    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    accept_loop(listener, tls, handler, shutdown, drain, limits).await;
 }
 
 async fn accept_loop<H, F>(
@@ -71,11 +149,15 @@ async fn accept_loop<H, F>(
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
+    limits: Limits,
 ) where
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let limits = Arc::new(limits);
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut connections = JoinSet::new();
+    let mut refusing = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -88,13 +170,26 @@ async fn accept_loop<H, F>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                    tracing::debug!(%peer, limit = limits.max_connections, "over the connection limit: refused");
+                    if refusing.len() < MAX_REFUSING {
+                        refusing.spawn(refuse(stream, limits.max_connections));
+                    }
+                    continue;
+                };
+                let stream = IdleIo::new(stream, limits.idle_timeout);
                 let handler = handler.clone();
                 let mut shutdown = shutdown.clone();
+                let limits = Arc::clone(&limits);
                 let Some(tls) = tls.clone() else {
-                    connections.spawn(connection(stream, handler, shutdown));
+                    connections.spawn(async move {
+                        let _permit = permit;
+                        connection(stream, handler, shutdown, &limits).await;
+                    });
                     continue;
                 };
                 connections.spawn(async move {
+                    let _permit = permit;
                     let acceptor = TlsAcceptor::from(tls.current());
                     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
                     let stream = tokio::select! {
@@ -112,14 +207,16 @@ async fn accept_loop<H, F>(
                         // Shutting down: no request has started on this connection yet.
                         _ = stopped(&mut shutdown) => return,
                     };
-                    connection(stream, handler, shutdown).await;
+                    connection(stream, handler, shutdown, &limits).await;
                 });
             }
             _ = stopped(&mut shutdown) => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            Some(_) = refusing.join_next(), if !refusing.is_empty() => {}
         }
     }
     drop(listener);
+    refusing.abort_all();
     let _ = tokio::time::timeout(drain, async {
         while connections.join_next().await.is_some() {}
     })
@@ -127,24 +224,180 @@ async fn accept_loop<H, F>(
     connections.shutdown().await;
 }
 
+/// Answers a connection over the limit with a 503 and closes it. The request is not
+/// read, but what the client sent is drained (briefly) before closing, so that the
+/// kernel does not reset the connection under the answer.
+async fn refuse(mut stream: tokio::net::TcpStream, limit: usize) {
+    let mut e = ApiError::unavailable(format!(
+        "the gateway is serving its limit of {limit} connections; retry shortly"
+    ));
+    e.retry_after = Some(Duration::from_secs(1));
+    let body = e.to_json();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let answered = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            let n = stream.read(&mut sink).await?;
+            if n == 0 {
+                break;
+            }
+            left = left.saturating_sub(n);
+        }
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
+}
+
+/// A connection that fails once it has made no progress (no byte read or written) for
+/// `timeout` while waiting on its peer. Progress is noted with a clock read; the timer is
+/// only armed when a read or write has to wait.
+#[derive(Debug)]
+pub struct IdleIo<IO> {
+    io: IO,
+    timeout: Duration,
+    last: tokio::time::Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<IO> IdleIo<IO> {
+    /// Wraps `io`.
+    pub fn new(io: IO, timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        IdleIo {
+            io,
+            timeout,
+            last: now,
+            timer: Box::pin(tokio::time::sleep_until(now + timeout)),
+        }
+    }
+
+    fn progressed(&mut self) {
+        self.last = tokio::time::Instant::now();
+    }
+
+    /// Called when the peer keeps us waiting: an error once it has been idle too long.
+    fn waiting(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let deadline = self.last + self.timeout;
+        if self.timer.deadline() != deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no progress for {:?}", self.timeout),
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for IdleIo<IO> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_read(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.waiting(cx).map(Err),
+        }
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleIo<IO> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write(cx, buf) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.waiting(cx).map(Err),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_write_vectored(cx, bufs) {
+            Poll::Ready(r) => {
+                this.progressed();
+                Poll::Ready(r)
+            }
+            Poll::Pending => this.waiting(cx).map(Err),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        match Pin::new(&mut this.io).poll_flush(cx) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => this.waiting(cx).map(Err),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 /// Serves HTTP/1.1 on one connection until the client closes it, or, once `shutdown`
 /// turns true, until its request in flight (if any) is answered.
-async fn connection<IO, H, F>(io: IO, handler: H, mut shutdown: watch::Receiver<bool>)
-where
+async fn connection<IO, H, F>(
+    io: IO,
+    handler: H,
+    mut shutdown: watch::Receiver<bool>,
+    limits: &Limits,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
+    let request_timeout = limits.request_timeout;
     let svc = service_fn(move |req| {
-        let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler(req).await) }
+        let answer = handler(req);
+        async move {
+            let Some(limit) = request_timeout else {
+                return Ok::<_, Infallible>(answer.await);
+            };
+            Ok(match tokio::time::timeout(limit, answer).await {
+                Ok(resp) => resp,
+                Err(_) => request_timed_out(limit),
+            })
+        }
     });
-    // A client gets 30 s to send its request head (no slowloris).
-    let conn = http1::Builder::new()
+    let mut builder = http1::Builder::new();
+    builder
         .keep_alive(true)
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(TokioIo::new(io), svc);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_header_size(limits.max_header_bytes);
+    if limits.max_headers != HYPER_DEFAULT_MAX_HEADERS {
+        builder.max_headers(limits.max_headers);
+    }
+    let conn = builder.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         _ = conn.as_mut() => {}
@@ -153,6 +406,20 @@ where
             let _ = conn.await;
         }
     }
+}
+
+/// The 408 of a request whose answer did not begin within the request timeout.
+fn request_timed_out(limit: Duration) -> Response<Body> {
+    let mut e = ApiError::timeout(format!(
+        "the request was not answered within the gateway's request timeout of {}s",
+        limit.as_secs_f64()
+    ));
+    e.status = StatusCode::REQUEST_TIMEOUT;
+    e.code = Some("request_timeout");
+    let mut resp = e.into_response();
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
 }
 
 /// Resolves once `shutdown` turns true (or its sender is gone).

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::Pod;
-use modelgate_dataplane_api::{HealthReport, RoutingTable};
+use modelgate_dataplane_api::{HealthReason, HealthReport, RoutingTable};
 
 /// Label that marks data-plane pods, gateway pods and sidecars alike.
 pub const DATAPLANE_LABEL: &str = "modelgate.dev/dataplane";
@@ -186,6 +186,9 @@ pub struct MergedHealth {
     pub latency_ms: Option<u64>,
     /// A failing pod's reason.
     pub last_error: Option<String>,
+    /// The kind of failure `last_error` describes; bad credentials win over any other
+    /// (and bring their reason with them): they need an admin, not a retry.
+    pub reason_code: Option<HealthReason>,
 }
 
 impl MergedHealth {
@@ -209,8 +212,12 @@ pub fn merge_health<'a>(
             m.checked += 1;
             if !healthy {
                 m.failing += 1;
-                if m.last_error.is_none() {
+                let bad_credentials = d.reason_code == Some(HealthReason::BadCredentials);
+                if m.last_error.is_none()
+                    || (bad_credentials && m.reason_code != Some(HealthReason::BadCredentials))
+                {
                     m.last_error = d.reason.clone();
+                    m.reason_code = d.reason_code;
                 }
             }
             m.last_check_ms = m.last_check_ms.max(d.last_check_ms);
@@ -343,6 +350,25 @@ mod tests {
             Some("connection refused")
         );
         assert!(!merged.contains_key("ns/c"));
+    }
+
+    #[test]
+    fn bad_credentials_win_the_merged_reason() {
+        let mut a = report(&[("ns/a", Some(false), None, Some("503: overloaded"))]);
+        a.deployments[0].reason_code = Some(HealthReason::UpstreamError);
+        let mut b = report(&[("ns/a", Some(false), None, Some("bad credentials (401)"))]);
+        b.deployments[0].reason_code = Some(HealthReason::BadCredentials);
+        let c = report(&[("ns/a", Some(false), None, Some("an older pod's reason"))]);
+        let merged = merge_health([&a, &b, &c].into_iter());
+        assert_eq!(
+            merged["ns/a"].reason_code,
+            Some(HealthReason::BadCredentials)
+        );
+        assert_eq!(
+            merged["ns/a"].last_error.as_deref(),
+            Some("bad credentials (401)")
+        );
+        assert_eq!(merged["ns/a"].failing, 3);
     }
 
     fn table(revision: u64, version: &str, deployments: &[(&str, i64)]) -> RoutingTable {

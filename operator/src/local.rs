@@ -38,6 +38,9 @@ pub struct LocalArgs {
     /// How often the files are checked for changes, in milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub poll_ms: u64,
+    /// The data plane's hardening limits, as `modelgate-dataplane` takes them.
+    #[command(flatten)]
+    pub limits: modelgate_dataplane::hardening::LimitArgs,
 }
 
 /// Reads and compiles the manifests; prints every diagnostic to stderr. Fails when the
@@ -88,15 +91,11 @@ fn fingerprint(args: &LocalArgs) -> Vec<(PathBuf, Option<SystemTime>, u64)> {
 /// Runs the gateway until Ctrl-C / SIGTERM.
 pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let table = load(&args, 1)?;
-    let config = Config {
-        listen: args.listen,
-        admin_listen: None,
-        metrics_listen: args.metrics_listen,
-        admin_token_file: None,
-        admin_tls: None,
-        ca_bundle: args.ca_bundle.clone(),
-        drain_timeout: Duration::from_secs(10),
-    };
+    let mut config = Config::new(args.listen);
+    config.metrics_listen = args.metrics_listen;
+    config.ca_bundle = args.ca_bundle.clone();
+    config.drain_timeout = Duration::from_secs(10);
+    args.limits.apply(&mut config);
     let client = modelgate_dataplane::client::build(config.ca_bundle.as_deref())?;
     let app = App::new(client);
     app.offer(table).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -236,7 +236,13 @@ pub fn deployment_status(obj: &ModelDeployment, seen: &Observed<'_>) -> ModelDep
                 let m = merged.cloned().unwrap_or_default();
                 (
                     ConditionStatus::False,
-                    "Unhealthy",
+                    // The upstream refuses the key: a distinct reason (an admin must act).
+                    match m.reason_code {
+                        Some(modelgate_dataplane_api::HealthReason::BadCredentials) => {
+                            "BadCredentials"
+                        }
+                        _ => "Unhealthy",
+                    },
                     format!(
                         "{}/{} data planes see it failing: {}",
                         m.failing,

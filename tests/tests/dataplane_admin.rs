@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use modelgate_dataplane_api::RoutingTable;
 use modelgate_testkit::{
-    ADMIN_TOKEN, Alias, Dep, Gateway, Manifest, MockUpstream, Reply, compile_ok, ms,
+    ADMIN_TOKEN, Alias, Dep, Gateway, Manifest, MockUpstream, Reply, compile_ok, eventually, ms,
 };
 use serde_json::{Value, json};
 
@@ -393,4 +393,179 @@ async fn a_new_master_key_takes_effect_with_the_table() {
     assert_eq!(gw.client.send(with_key("sk-two")).await.status, 200);
     gw.apply(&manifest(&a)).await;
     assert_eq!(gw.chat("chat").await.status, 200, "no master key: open");
+}
+
+/// The admin health report and the public `/health`: active checks once per deployment
+/// (however many aliases reach it), reason codes (bad credentials apart), latency, check
+/// time and the table version each verdict was reached under; no key anywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_say_why_and_under_which_table() {
+    const GOOD: &str = "sk-health-good-0123456789";
+    const WRONG: &str = "sk-health-wrong-9876543210";
+    let (good, bad) = (
+        MockUpstream::start("good").await,
+        MockUpstream::start("bad").await,
+    );
+    good.require_key(GOOD);
+    bad.require_key("sk-the-upstream-wants-another");
+    let checked = json!({"enabled": true, "interval": "1s", "timeout": "1s"});
+    let m = Manifest::new()
+        .with(
+            modelgate_testkit::Secret::new("keys")
+                .entry("good", GOOD)
+                .entry("wrong", WRONG),
+        )
+        .with(
+            Dep::new("good", "chat", &good)
+                .key("keys", "good")
+                .spec_field("healthCheck", checked.clone()),
+        )
+        .with(
+            // The mock lists models to anyone: a chat probe meets the key check.
+            Dep::new("bad", "other", &bad).key("keys", "wrong").spec_field(
+                "healthCheck",
+                json!({"enabled": true, "interval": "1s", "timeout": "1s", "probe": "chat"}),
+            ),
+        )
+        // Three names reach `good`: still one check per interval.
+        .with(Alias::new("alias-one").target("chat", 1))
+        .with(Alias::new("alias-two").target("chat", 1));
+    let gw = Gateway::start().await;
+    let table = gw.apply(&m).await;
+    let report = || async {
+        let r = gw
+            .client
+            .get_with_key(&gw.admin_url("/v1/health-report"), ADMIN_TOKEN)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    };
+    let both_checked = eventually(Duration::from_secs(10), || async {
+        let r = report().await;
+        r["deployments"]
+            .as_array()
+            .is_some_and(|d| d.len() == 2 && d.iter().all(|d| d.get("healthy").is_some()))
+    })
+    .await;
+    let r = report().await;
+    assert!(both_checked, "{r:#}");
+    assert_eq!(r["version"], table.version);
+    let by_id = |id: &str| -> Value {
+        r["deployments"]
+            .as_array()
+            .and_then(|d| d.iter().find(|d| d["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} in {r:#}"))
+    };
+    let g = by_id("default/good");
+    assert_eq!(g["healthy"], true, "{g}");
+    assert_eq!(g["source"], "check");
+    assert_eq!(g["tableVersion"], table.version);
+    assert!(g["latencyMs"].is_u64() && g["lastCheckMs"].is_u64(), "{g}");
+    assert_eq!(g["consecutiveFailures"], 0);
+    assert!(g.get("reasonCode").is_none(), "{g}");
+    let b = by_id("default/bad");
+    assert_eq!(b["healthy"], false, "{b}");
+    assert_eq!(b["reasonCode"], "badCredentials", "{b}");
+    assert!(
+        b["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("bad credentials (401")),
+        "{b}"
+    );
+    assert_eq!(b["tableVersion"], table.version);
+
+    // `/health` on the public port: the same facts, no key.
+    let h = gw.get("/health").await;
+    assert_eq!(h.status, 200);
+    let text = h.text();
+    for key in [GOOD, WRONG] {
+        assert!(!text.contains(key), "a key in /health: {text}");
+    }
+    let h = h.json();
+    assert_eq!((&h["healthy_count"], &h["unhealthy_count"]), (&json!(1), &json!(1)));
+    assert_eq!(h["table_version"], table.version);
+    let row = &h["unhealthy_endpoints"][0];
+    assert_eq!(row["id"], "default/bad");
+    assert_eq!(row["reason_code"], "badCredentials");
+    assert_eq!(row["table_version"], table.version);
+    assert_eq!(row["consecutive_failures"], 0);
+    let row = &h["healthy_endpoints"][0];
+    assert_eq!(row["id"], "default/good");
+    assert!(row["latency_ms"].is_u64() && row["last_check_ms"].is_u64(), "{row}");
+    let text = serde_json::to_string(&report().await).expect("json");
+    for key in [GOOD, WRONG] {
+        assert!(!text.contains(key), "a key in the health report: {text}");
+    }
+
+    // Once per deployment: over 3 s at a 1 s interval (±10 %), at most 4 probes of
+    // `good`, not one per name reaching it.
+    let probes = || {
+        good.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/models"))
+            .count()
+    };
+    let before = probes();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = probes() - before;
+    assert!(
+        (2..=4).contains(&during),
+        "{during} probes of one deployment in 3 s"
+    );
+}
+
+/// Passive checks: a 401 or 403 an upstream gives real traffic marks the deployment as
+/// having bad credentials (not a generic failure, no cooldown); the client gets the error;
+/// a later success clears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_on_traffic_are_reported_as_bad_credentials() {
+    const KEY: &str = "sk-passive-0123456789";
+    let a = MockUpstream::start("a").await;
+    a.require_key("sk-not-the-one-we-have");
+    let gw = Gateway::start().await;
+    let table = gw
+        .apply(
+            &Manifest::new()
+                .with(modelgate_testkit::Secret::new("keys").entry("k", KEY))
+                .with(Dep::new("a", "chat", &a).key("keys", "k")),
+        )
+        .await;
+    let r = gw.chat("chat").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    r.openai_error();
+    assert!(!r.text().contains(KEY), "{}", r.text());
+    let report = gw
+        .client
+        .get_with_key(&gw.admin_url("/v1/health-report"), ADMIN_TOKEN)
+        .await
+        .json();
+    let d = &report["deployments"][0];
+    assert_eq!(d["healthy"], false, "{report:#}");
+    assert_eq!(d["reasonCode"], "badCredentials", "{report:#}");
+    assert_eq!(d["source"], "traffic", "{report:#}");
+    assert_eq!(d["tableVersion"], table.version);
+    assert!(d.get("cooldownUntilMs").is_none(), "no cooldown: {d}");
+    let h = gw.get("/health").await.json();
+    assert_eq!(h["unhealthy_endpoints"][0]["reason_code"], "badCredentials");
+    // A 403 reads the same way.
+    a.require_key(KEY);
+    a.then(Reply::fail(403));
+    assert_eq!(gw.chat("chat").await.status, 403);
+    let report = gw
+        .client
+        .get_with_key(&gw.admin_url("/v1/health-report"), ADMIN_TOKEN)
+        .await
+        .json();
+    assert_eq!(report["deployments"][0]["reasonCode"], "badCredentials");
+    // The key works again: the next answer clears it.
+    assert_eq!(gw.chat("chat").await.status, 200);
+    let report = gw
+        .client
+        .get_with_key(&gw.admin_url("/v1/health-report"), ADMIN_TOKEN)
+        .await
+        .json();
+    let d = &report["deployments"][0];
+    assert_eq!(d["healthy"], true, "{report:#}");
+    assert!(d.get("reasonCode").is_none(), "{report:#}");
 }

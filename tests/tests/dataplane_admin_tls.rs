@@ -131,6 +131,7 @@ impl TlsGateway {
             admin_tls: Some(files.clone()),
             ca_bundle: None,
             drain_timeout: drain,
+            ..Config::new("127.0.0.1:0".parse().expect("address"))
         };
         let no_proxy = hyper_util::client::proxy::matcher::Matcher::builder().build();
         let app = App::new(client::build_with(None, no_proxy).expect("the upstream client"));

@@ -18,7 +18,7 @@ mod table;
 mod validate;
 
 pub use canonical::canonical_json;
-pub use health::{DeploymentHealth, HealthReport};
+pub use health::{DeploymentHealth, HealthReason, HealthReport, HealthSource};
 pub use secret::{REDACTED, SecretValue};
 pub use table::*;
 pub use validate::{Skipped, TableError};

@@ -95,6 +95,7 @@ impl Gateway {
             admin_tls: None,
             ca_bundle: None,
             drain_timeout: Duration::from_secs(2),
+            ..Config::new("127.0.0.1:0".parse().expect("address"))
         };
         // No egress proxy from the environment: upstreams here are all on 127.0.0.1.
         let no_proxy = hyper_util::client::proxy::matcher::Matcher::builder().build();
