@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
+use modelgate_dataplane::providers::Translator;
 use modelgate_dataplane::providers::bedrock::converse::{
     self, StreamDecoder, StreamError, chat_request, chat_response,
 };
@@ -1012,6 +1013,13 @@ fn error_mapping() {
             );
         }
         let e = converse::error(status, &body, converse::error_type(&headers), None);
+        // The translator the proxy calls reads the same header from the answer's headers.
+        let through = bedrock::OPENAI_TO_BEDROCK.error(status, &headers, &body, None);
+        assert_eq!(
+            (through.status, through.kind, through.code),
+            (e.status, e.kind, e.code),
+            "{name}"
+        );
         let expect = &case["expect"];
         assert_eq!(u64::from(e.status.as_u16()), expect["status"], "{name}");
         assert_eq!(e.kind, expect["type"], "{name}");

@@ -400,3 +400,81 @@ async fn health_checks_send_a_minimal_signed_converse() {
     let health = gw.get("/health").await.json();
     assert!(healthy, "{health}");
 }
+
+/// The error type Bedrock puts in `x-amzn-errortype` decides what the client sees, even
+/// when the status and body alone would say otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_types_from_the_response_header_decide_status_and_fallbacks() {
+    let a = upstream("a").await;
+    let b = upstream("b").await;
+    let big = upstream("big").await;
+    let gw = Gateway::with(
+        &Manifest::new()
+            .with(secret())
+            .with(bedrock("a", "br", &a).order(1).retries(1))
+            .with(bedrock("b", "br", &b).order(2).retries(1))
+            .with(bedrock("big", "br-big", &big).retries(0))
+            .settings(json!({
+                "cooldown": {"allowedFails": 100},
+                "contextWindowFallbacks": {"br": ["br-big"]},
+            })),
+    )
+    .await;
+
+    // A 400 that the header calls throttling: retried on the other deployment.
+    a.then(BedrockReply::fail(
+        400,
+        "ThrottlingException",
+        "Rate exceeded",
+    ));
+    let r = gw.chat("br").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.deployment(), Some("default/b"));
+    assert_eq!(r.attempts(), Some(2));
+
+    // Not ready (Bedrock sends 429): a 503 once every deployment said so.
+    a.then(BedrockReply::fail(
+        429,
+        "ModelNotReadyException",
+        "Model is not ready",
+    ));
+    b.then(BedrockReply::fail(
+        429,
+        "ModelNotReadyException",
+        "Model is not ready",
+    ));
+    let r = gw.chat("br").await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.openai_error()["type"], "service_unavailable");
+
+    // Access denied and an expired token: the client's problem, at once.
+    let before = b.count();
+    a.then(BedrockReply::fail(
+        403,
+        "AccessDeniedException",
+        "You don't have access to the model with the specified model ID.",
+    ));
+    let r = gw.chat("br").await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.openai_error()["type"], "permission_error");
+    a.then(BedrockReply::fail(
+        403,
+        "ExpiredTokenException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+        "The security token included in the request is expired",
+    ));
+    let r = gw.chat("br").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert_eq!(r.openai_error()["code"], "invalid_api_key");
+    assert_eq!(b.count(), before, "client errors are not retried elsewhere");
+
+    // Input too long: a context-window error, so the context-window fallback serves it.
+    a.then(BedrockReply::fail(
+        400,
+        "ValidationException",
+        "Input is too long for requested model.",
+    ));
+    let r = gw.chat("br").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.deployment(), Some("default/big"));
+    assert_eq!(b.count(), before);
+}
