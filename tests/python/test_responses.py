@@ -115,3 +115,32 @@ def test_ids_not_issued_by_the_gateway(client: openai.OpenAI) -> None:
         client.responses.retrieve("resp_mg_ZGVmYXVsdC9nb25l.resp_1")
     assert missing.value.body["code"] == "response_not_found"  # type: ignore[index]
     assert "default/gone" in str(missing.value)
+
+
+def test_a_stream_failing_mid_way_ends_with_the_responses_error_event(client: openai.OpenAI) -> None:
+    """The upstream drops the connection after two deltas: the SDK gets the Responses API's
+    own `error` event (a `ResponseErrorEvent`, not the chat completions' error chunk),
+    numbered after the last event, and no `response.completed`."""
+    stream = client.responses.create(model="break-stream", input="one two three four", stream=True)
+    events = list(stream)
+    kinds = [e.type for e in events]
+    assert kinds[:3] == ["response.created", "response.output_text.delta", "response.output_text.delta"], kinds
+    assert kinds[-1] == "error", kinds
+    assert "response.completed" not in kinds
+    error = events[-1]
+    assert error.code == "upstream_error"
+    assert "mid-stream" in error.message and "default/break-stream" in error.message
+    assert error.param is None
+    assert error.sequence_number == events[-2].sequence_number + 1
+
+
+def test_follow_ups_must_name_a_model_that_reaches_the_session(client: openai.OpenAI) -> None:
+    first = client.responses.create(model="responses-pair", input="start")
+    with pytest.raises(openai.BadRequestError) as e:
+        client.responses.create(model="upstream-chat", input="next", previous_response_id=first.id)
+    assert e.value.body is not None and e.value.body.get("param") == "model"
+    message = str(e.value.body.get("message"))
+    assert "`upstream-chat`" in message and "`responses-pair`" in message
+    # The model that created it continues it.
+    follow = client.responses.create(model="responses-pair", input="next", previous_response_id=first.id)
+    assert follow.output_text == "echo: next"

@@ -19,7 +19,7 @@ It listens on 127.0.0.1 (port 0: the OS picks) and answers `POST .../chat/comple
 ids `resp_<n>`; responses are stored, so `GET`/`DELETE .../responses/{id}` and a
 `previous_response_id` this upstream did not issue get a 404, as on OpenAI. Streams are
 `event:` + `data:` frames: `response.created`, `response.output_text.delta`s,
-`response.completed`.
+`response.completed` (for the model `break-stream`: the connection drops after two deltas).
 
 `GET /v1/models` lists models (the gateway's health probe of OpenAI-compatible servers) and
 is counted in `probes`. `Upstream(port)` listens on a given port, so a test can stop an
@@ -249,7 +249,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
 
         event("response.created", {"response": {**obj, "status": "in_progress", "output": []}})
-        for word in text.split(" "):
+        for i, word in enumerate(text.split(" ")):
+            if model == "break-stream" and i == 2:
+                # As `break-stream` chat streams do: drop the connection mid-body.
+                time.sleep(0.05)
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
             event(
                 "response.output_text.delta",
                 {"item_id": message["id"], "output_index": 0, "content_index": 0, "delta": word + " "},
