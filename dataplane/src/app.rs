@@ -142,12 +142,12 @@ impl App {
                     last_check_ms: h.last_check_ms,
                     latency_ms: h.latency_ms,
                     reason: h.reason,
-                }
-            })
-            .collect();
                     reason_code: h.code,
                     source: h.source,
                     table_version: h.table_version.map(|v| v.to_string()),
+                }
+            })
+            .collect();
         deployments.sort_by(|a, b| a.id.cmp(&b.id));
         HealthReport {
             deployments,

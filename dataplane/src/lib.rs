@@ -66,7 +66,6 @@ pub struct Config {
     pub ca_bundle: Option<PathBuf>,
     /// How long in-flight requests may take to finish on shutdown.
     pub drain_timeout: Duration,
-}
     /// Health-check probes in flight at once, across every deployment.
     pub health_check_concurrency: usize,
     /// Connection-level limits of the public and admin ports.
@@ -76,8 +75,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Largest non-streaming answer read from an upstream; a larger one is a 502.
     pub max_upstream_answer_bytes: usize,
+}
 
-/// The bound sockets.
 impl Config {
     /// The defaults the binary's flags have, serving on `listen` with no admin API and
     /// no metrics.
@@ -101,6 +100,7 @@ impl Config {
 /// Requests in flight at once by default (`--max-in-flight`).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 
+/// The bound sockets.
 #[derive(Debug)]
 pub struct Listeners {
     /// The OpenAI API.
@@ -183,7 +183,6 @@ async fn measured(
     let Some(endpoint) = endpoint_label(req.uri().path()) else {
         return server::public(app, req).await;
     };
-    let started = Instant::now();
     // Held until the answer's body ends (a stream's last byte), so streams count.
     let Ok(permit) = in_flight.try_acquire_owned() else {
         let mut e = errors::ApiError::unavailable(
@@ -207,6 +206,7 @@ async fn measured_inner(
     endpoint: &'static str,
     req: Request<Incoming>,
 ) -> Response<Body> {
+    let started = Instant::now();
     let guard = metrics.start();
     let resp = server::public(Arc::clone(&app), req).await;
     drop(guard);
@@ -280,16 +280,16 @@ pub async fn run(
         metrics: metrics_listener,
     } = listeners;
     let metrics = Arc::new(Metrics::default());
-    let mut tasks = tokio::task::JoinSet::new();
     proxy::set_max_answer_bytes(config.max_upstream_answer_bytes);
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
     {
         let app = Arc::clone(&app);
         let metrics = Arc::clone(&metrics);
         let shutdown = shutdown.clone();
         let drain = config.drain_timeout;
-        tasks.spawn(async move {
         let limits = config.limits.clone();
+        tasks.spawn(async move {
             server::serve_limited(
                 public,
                 None,
@@ -303,8 +303,8 @@ pub async fn run(
                 },
                 shutdown,
                 drain,
-            )
                 limits,
+            )
             .await;
         });
     }
@@ -335,10 +335,10 @@ pub async fn run(
         let shutdown = shutdown.clone();
         let drain = config.drain_timeout;
         let handler = move |req| server::admin(Arc::clone(&app), Arc::clone(&token), req);
-        tasks.spawn(async move {
         // The admin API takes routing tables of many megabytes: no request timeout shorter
         // than the public one's, same head limits.
         let limits = config.limits.clone();
+        tasks.spawn(async move {
             server::serve_limited(admin, admin_tls, handler, shutdown, drain, limits).await;
         });
     }

@@ -951,6 +951,11 @@ fn connect_failure(e: hyper_util::client::legacy::Error) -> Failure {
 async fn read_upstream(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
     let limited = http_body_util::Limited::new(body, limit);
     limited.collect().await.map(|c| c.to_bytes()).map_err(|e| {
+        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            return Failure::retryable(ApiError::bad_gateway(format!(
+                "the upstream's answer is larger than the gateway's limit of {limit} bytes"
+            )));
+        }
         Failure::retryable(ApiError::bad_gateway(format!("upstream body failed: {e}")))
     })
 }
@@ -974,8 +979,3 @@ fn copy_content_type(from: &HeaderMap, to: &mut HeaderMap, default: &'static str
         .unwrap_or_else(|| HeaderValue::from_static(default));
     to.insert(header::CONTENT_TYPE, value);
 }
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            return Failure::retryable(ApiError::bad_gateway(format!(
-                "the upstream's answer is larger than the gateway's limit of {limit} bytes"
-            )));
-        }

@@ -25,14 +25,14 @@ pub struct DeploymentState {
     latency_us: AtomicU64,
     failures: Mutex<Failures>,
     health: Mutex<Health>,
+    /// The latest verdict came from real traffic refusing the credentials: the next
+    /// success clears it (one atomic load on the success path otherwise).
+    refused_on_traffic: AtomicBool,
 }
 
 #[derive(Debug, Default)]
 struct Failures {
     recent: VecDeque<Instant>,
-    /// The latest verdict came from real traffic refusing the credentials: the next
-    /// success clears it (one atomic load on the success path otherwise).
-    refused_on_traffic: AtomicBool,
     cooldown_until: Option<Instant>,
     consecutive: u32,
 }
@@ -48,6 +48,12 @@ pub struct Health {
     pub last_check_ms: Option<u64>,
     /// Latency of the last check.
     pub latency_ms: Option<u64>,
+    /// The kind of failure `reason` describes.
+    pub code: Option<HealthReason>,
+    /// What reached the verdict: an active check or real traffic.
+    pub source: Option<HealthSource>,
+    /// Version of the table the verdict was reached under.
+    pub table_version: Option<Arc<str>>,
 }
 
 /// Decrements the in-flight count when dropped, so the count never goes negative and
@@ -55,12 +61,6 @@ pub struct Health {
 #[derive(Debug)]
 pub struct InFlight(Arc<DeploymentState>);
 
-    /// The kind of failure `reason` describes.
-    pub code: Option<HealthReason>,
-    /// What reached the verdict: an active check or real traffic.
-    pub source: Option<HealthSource>,
-    /// Version of the table the verdict was reached under.
-    pub table_version: Option<Arc<str>>,
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -90,13 +90,6 @@ impl DeploymentState {
         if let Ok(mut f) = self.failures.lock() {
             f.consecutive = 0;
         }
-    }
-
-    /// Records a failure; after `allowed_fails` failures within a minute the deployment
-    /// cools down for `cooldown`. Returns true when this failure started a cooldown.
-    pub fn record_failure(&self, now: Instant, allowed_fails: u32, cooldown: Duration) -> bool {
-        let Ok(mut f) = self.failures.lock() else {
-            return false;
         if self.refused_on_traffic.load(Ordering::Relaxed)
             && self.refused_on_traffic.swap(false, Ordering::Relaxed)
             && let Ok(mut h) = self.health.lock()
@@ -136,6 +129,13 @@ impl DeploymentState {
             };
             self.refused_on_traffic.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// Records a failure; after `allowed_fails` failures within a minute the deployment
+    /// cools down for `cooldown`. Returns true when this failure started a cooldown.
+    pub fn record_failure(&self, now: Instant, allowed_fails: u32, cooldown: Duration) -> bool {
+        let Ok(mut f) = self.failures.lock() else {
+            return false;
         };
         f.consecutive = f.consecutive.saturating_add(1);
         let window = Duration::from_secs(60);
@@ -183,18 +183,11 @@ impl DeploymentState {
     pub fn set_health(&self, health: Health) {
         if let Ok(mut h) = self.health.lock() {
             *h = health;
+            self.refused_on_traffic.store(false, Ordering::Relaxed);
         }
     }
 }
 
-/// Live state by deployment id; outlives routers.
-#[derive(Debug, Default)]
-pub struct StateRegistry {
-            self.refused_on_traffic.store(false, Ordering::Relaxed);
-    states: Mutex<HashMap<String, Arc<DeploymentState>>>,
-}
-
-impl StateRegistry {
 /// Milliseconds since the Unix epoch.
 pub(crate) fn wall_ms() -> u64 {
     SystemTime::now()
@@ -203,6 +196,13 @@ pub(crate) fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Live state by deployment id; outlives routers.
+#[derive(Debug, Default)]
+pub struct StateRegistry {
+    states: Mutex<HashMap<String, Arc<DeploymentState>>>,
+}
+
+impl StateRegistry {
     fn get(&self, id: &str) -> Arc<DeploymentState> {
         match self.states.lock() {
             Ok(mut m) => Arc::clone(m.entry(id.to_owned()).or_default()),
