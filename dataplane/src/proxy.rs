@@ -621,6 +621,13 @@ async fn attempt(
             )));
         }
         if legs.is_passthrough() {
+            // A 200 whose body is not JSON is the deployment's failure, not an answer.
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+                return Err(Failure::retryable(ApiError::bad_gateway(format!(
+                    "deployment {} answered with a body that is not JSON",
+                    d.id
+                ))));
+            }
             let bytes = if endpoint == Endpoint::Responses {
                 crate::responses::rewrite_answer(&d.id, bytes)
             } else {
@@ -668,6 +675,7 @@ async fn attempt(
         Some(Box::new(crate::responses::IdRewriter::new(&d.id)))
     } else {
         legs.stream(front_cx.as_ref(), back_cx.as_ref())
+            .or_else(|| OpenAiStreamCheck::for_passthrough(endpoint, dialect))
     };
     let mut out = BytesMut::new();
     // The first event (translated: the first event the client would get), or the whole
@@ -931,6 +939,80 @@ fn stream_error_event(
         Dialect::Anthropic => crate::sse::write_event(&mut event, "error", &json),
     }
     http_body::Frame::data(event.freeze())
+}
+
+/// Checks an OpenAI stream passed through as it is (chat and completions): events are
+/// forwarded whole once complete, each `data:` must be JSON or `[DONE]`, and the stream
+/// must end with `[DONE]` (or an error event of the upstream's own). A broken stream is
+/// the deployment's failure: retried before the first event, an error event after it —
+/// never garbage or a cut stream passed on as if whole.
+struct OpenAiStreamCheck {
+    decoder: crate::sse::Decoder,
+    done: bool,
+    last_was_error: bool,
+}
+
+impl OpenAiStreamCheck {
+    fn for_passthrough(endpoint: Endpoint, dialect: Dialect) -> Option<Box<dyn StreamTranslator>> {
+        let openai = dialect == Dialect::OpenAi
+            && matches!(endpoint, Endpoint::Chat | Endpoint::Completions);
+        openai.then(|| {
+            Box::new(OpenAiStreamCheck {
+                decoder: crate::sse::Decoder::default(),
+                done: false,
+                last_was_error: false,
+            }) as Box<dyn StreamTranslator>
+        })
+    }
+
+    fn event(&mut self, event: &crate::sse::Event, out: &mut BytesMut) -> Result<(), ApiError> {
+        if self.done {
+            // Anything after `[DONE]` is dropped.
+            return Ok(());
+        }
+        if event.data.as_ref() == b"[DONE]" {
+            self.done = true;
+        } else {
+            let value: serde_json::Value = serde_json::from_slice(&event.data).map_err(|_| {
+                ApiError::bad_gateway("the upstream sent a stream event that is not JSON")
+            })?;
+            self.last_was_error = value.get("error").is_some();
+        }
+        match event.name.as_deref() {
+            Some(name) if !name.is_empty() => {
+                crate::sse::write_event(out, event.name_str(), &event.data);
+            }
+            _ => crate::sse::write_data(out, &event.data),
+        }
+        Ok(())
+    }
+}
+
+impl StreamTranslator for OpenAiStreamCheck {
+    fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
+        self.decoder.push(bytes);
+        while let Some(event) = self
+            .decoder
+            .next_event()
+            .map_err(|e| ApiError::bad_gateway(e.to_string()))?
+        {
+            self.event(&event, out)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
+        if let Some(event) = self.decoder.finish() {
+            self.event(&event, out)?;
+        }
+        if self.done || self.last_was_error {
+            Ok(())
+        } else {
+            Err(ApiError::bad_gateway(
+                "the upstream ended the stream without [DONE]",
+            ))
+        }
+    }
 }
 
 fn tokio_stream_from(

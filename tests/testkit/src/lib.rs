@@ -7,6 +7,8 @@
 //!   [`anthropic_upstream`], [`gemini_upstream`] and [`bedrock_upstream`] speak those
 //!   providers' own wire protocols (Bedrock's with SigV4 verification and event-stream
 //!   framing); they share [`script`] (the reply script, recorded requests, the serve loop).
+//! - [`faults`]: a fault-injecting OpenAI upstream (resets, hangs, broken bodies and
+//!   streams, slow and huge answers), per request or on a schedule.
 //! - [`gateway`]: the real data plane, in-process on `127.0.0.1:0`, and table pushes.
 //! - [`manifest`]: manifest builders, compiled with the operator's compiler.
 //! - [`http`]: a small HTTP client (whole responses and SSE streams).
@@ -18,6 +20,7 @@
 
 pub mod anthropic_upstream;
 pub mod bedrock_upstream;
+pub mod faults;
 pub mod gateway;
 pub mod gemini_upstream;
 pub mod http;
@@ -33,6 +36,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub use faults::{Fault, FaultCounts, FaultUpstream, When};
 pub use gateway::{ADMIN_TOKEN, Gateway, TempDir, chat_body};
 pub use http::{Client, Resp, Sse};
 pub use manifest::{Alias, Dep, Manifest, Secret, compile_ok, compile_yaml};
