@@ -93,6 +93,13 @@ pub struct RequestHead<'a> {
 /// it must be rewritten). Errors are the 400s the client gets.
 pub fn read_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead<'_>, ApiError> {
     let peek: Peek<'_> = match serde_json::from_slice(body) {
+        // A struct reads from a JSON array too (its fields in order): only an object is a
+        // request, whatever its first elements are.
+        Ok(_) if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') => {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object with a string `model`",
+            ));
+        }
         Ok(p) => p,
         Err(e) if e.classify() == serde_json::error::Category::Data => {
             return Err(ApiError::bad_request(format!(

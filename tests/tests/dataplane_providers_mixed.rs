@@ -275,3 +275,39 @@ async fn a_group_over_four_providers_fails_over_from_its_first_tier() {
         serves_everything(&gw, "mixed", who).await;
     }
 }
+
+/// Found by fuzzing (`fuzz/fuzz_targets/request_head.rs`): a JSON array whose first
+/// element is a string read as a request with that `model` (serde reads a struct from a
+/// sequence too). Only an object is a request, on every endpoint and whichever provider
+/// would serve it; nothing reaches an upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_that_are_not_json_objects_are_refused_before_routing() {
+    let ups = Upstreams::start().await;
+    let gw = Gateway::with(&ups.manifest(|p| p.to_owned(), |_| 1, 0)).await;
+    let client = modelgate_testkit::Client::new();
+    for model in PROVIDERS {
+        for path in [
+            "/v1/chat/completions",
+            "/v1/completions",
+            "/v1/embeddings",
+            "/v1/messages",
+            "/v1/responses",
+        ] {
+            for body in [json!([model]), json!([model, true]), json!(model)] {
+                let r = client
+                    .send(json_request(Method::POST, &gw.url(path), &body))
+                    .await;
+                assert_eq!(r.status, 400, "{path} {body}: {}", r.text());
+                assert!(
+                    r.text().contains("must be a JSON object"),
+                    "{path} {body}: {}",
+                    r.text()
+                );
+            }
+        }
+    }
+    assert_eq!(ups.openai.requests().len(), 0);
+    assert_eq!(ups.anthropic.requests().len(), 0);
+    assert_eq!(ups.gemini.requests().len(), 0);
+    assert_eq!(ups.bedrock.requests().len(), 0);
+}
