@@ -41,6 +41,11 @@ impl App {
         })
     }
 
+    /// The rate limiter: fleet size (`PUT /v1/fleet`), window, Redis.
+    pub fn limiter(&self) -> &Arc<crate::limits::Limiter> {
+        self.registry.limiter()
+    }
+
     /// The router in service, if a table is loaded.
     pub fn router(&self) -> Option<Arc<Router>> {
         self.router.load_full()

@@ -22,6 +22,7 @@ pub mod errors;
 pub mod hardening;
 pub mod health;
 pub mod info;
+pub mod limits;
 pub mod metrics;
 pub mod providers;
 pub mod proxy;

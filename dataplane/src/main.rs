@@ -64,6 +64,15 @@ struct Args {
     /// Seconds in-flight requests and streams may take to finish on SIGTERM.
     #[arg(long, default_value_t = 30, env = "MODELGATE_DRAIN_SECONDS")]
     drain_seconds: u64,
+    /// Length of the rate-limit window of `rpm` and `tpm`, in seconds (60: per minute;
+    /// shorter only for tests).
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), env = "MODELGATE_LIMIT_WINDOW_SECONDS")]
+    limit_window_seconds: u64,
+    /// Divide rpm, tpm and fleet-wide concurrency limits by this number instead of the
+    /// gateway count the operator sends (without Redis): e.g. for a sidecar that should
+    /// get a fixed share.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), env = "MODELGATE_LIMIT_DIVISOR")]
+    limit_divisor: Option<u32>,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -111,6 +120,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     args.limits.apply(&mut config);
     let client = client::build(config.ca_bundle.as_deref())?;
     let app = App::new(client);
+    app.limiter()
+        .set_window(Duration::from_secs(args.limit_window_seconds));
+    app.limiter().set_divisor(args.limit_divisor);
     let listeners = bind(&config).await?;
     tracing::info!(
         listen = %config.listen,

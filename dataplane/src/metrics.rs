@@ -221,6 +221,7 @@ impl Metrics {
                 );
             }
         }
+        app.limiter().render_metrics(&mut out);
         if let Some((revision, version)) = app.served() {
             let _ = writeln!(
                 out,

@@ -39,6 +39,7 @@ use tokio::sync::mpsc;
 use crate::body::{Body, BoxError, full};
 use crate::client::HttpClient;
 use crate::errors::{ApiError, Dialect};
+use crate::limits::{Reservation, StreamUsage};
 use crate::providers::{
     Endpoint, Legs, Provider, RequestContext, ResponseContext, StreamTranslator, legs,
     upstream_model,
@@ -283,6 +284,8 @@ pub async fn serve(
     let mut last_from: Option<String> = None;
     let mut planned: Vec<usize> = steps.iter().map(|(g, _)| *g).collect();
     let mut context_fallbacks_used = false;
+    // Tokens estimated for rate limits, computed once when a deployment has a tpm limit.
+    let mut estimate: Option<u64> = None;
     while let Some((g, group_model)) = steps.pop_front() {
         let mut tried: Vec<usize> = Vec::new();
         let mut unfit: Vec<usize> = Vec::new();
@@ -312,6 +315,16 @@ pub async fn serve(
                     .min(Duration::from_secs(5));
                 tokio::time::sleep(wait).await;
             }
+            // Rate limits: check and reserve; a deployment at its limit is passed over
+            // like one that cannot take the request (no retry used, no cooldown).
+            let reservation = match reserve(&router, t, &body, &mut estimate).await {
+                Ok(r) => r,
+                Err(()) => {
+                    tried.push(t);
+                    unfit.push(t);
+                    continue;
+                }
+            };
             tried.push(t);
             attempts += 1;
             let started = Instant::now();
@@ -325,8 +338,17 @@ pub async fn serve(
                 &body,
                 client_headers,
                 stream,
+                &reservation,
             )
             .await;
+            match &result {
+                Ok(_) => {}
+                // Nothing was sent: the request and its tokens are given back.
+                Err(f) if f.unfit => reservation.cancel(),
+                // Sent and failed: the request counts, tokens were not used.
+                Err(_) => reservation.set_usage(0),
+            }
+            drop(reservation);
             match result {
                 Ok(response) => {
                     target.state.record_success(started.elapsed());
@@ -394,9 +416,34 @@ pub async fn serve(
             }
         }
     }
-    // Everything failed: when every deployment planned is cooling down, say when to
-    // come back.
+    // Everything failed: when every deployment planned is at a rate limit (or cooling
+    // down), say when the first may be tried again.
     let now = Instant::now();
+    if let Some(wait) = planned
+        .iter()
+        .map(|g| router.all_limited_until(*g, now))
+        .try_fold(None, |e: Option<Duration>, w| {
+            w.map(|w| Some(e.map_or(w, |e| e.min(w))))
+        })
+        .flatten()
+    {
+        router
+            .limiter
+            .stats
+            .rejected
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        return fail(
+            ApiError::rate_limited(
+                format!(
+                    "every deployment of `{model}` is at its rate limit; retry after {}s",
+                    wait.as_secs_f64().ceil().max(1.0)
+                ),
+                Some(wait),
+            ),
+            attempts,
+        );
+    }
+    // When every deployment planned is cooling down, say when to come back.
     let mut earliest: Option<Instant> = None;
     let mut all_cooling = true;
     for g in &planned {
@@ -470,6 +517,8 @@ async fn serve_pinned(
             &pinned.body,
             client_headers,
             stream,
+            // A pinned follow-up can go nowhere else: not held back by rate limits.
+            &Reservation::default(),
         )
         .await;
         let error = match result {
@@ -524,6 +573,7 @@ async fn attempt(
     body: &Bytes,
     client_headers: &HeaderMap,
     stream: bool,
+    reservation: &Reservation,
 ) -> Result<Response<Body>, Failure> {
     let target = &router.targets[t];
     let d = &target.spec;
@@ -540,6 +590,7 @@ async fn attempt(
     let upstream = upstream_model(d, group_model);
     let dialect = endpoint.dialect();
     let legs = legs(endpoint, &target.provider);
+    let mut strip_usage = false;
     // The body for this deployment: as it came, with `model` rewritten, or translated.
     let (send_body, front_cx, back_cx) = if legs.is_passthrough() {
         let send_body = if requested_model == upstream {
@@ -551,6 +602,23 @@ async fn attempt(
                 object.insert("model".to_owned(), Value::String(upstream.clone()));
             }
             Bytes::from(serde_json::to_vec(&rewritten).unwrap_or_default())
+        };
+        // A stream counted against a limit: ask an OpenAI-family upstream for its usage
+        // (the chunk is stripped from the client's stream unless it asked too).
+        let send_body = match (&target.provider, endpoint) {
+            (
+                Provider::OpenAi { .. } | Provider::Azure { .. },
+                Endpoint::Chat | Endpoint::Completions,
+            ) if stream && reservation.is_counted() => {
+                match crate::limits::with_include_usage(&send_body) {
+                    Some(b) => {
+                        strip_usage = true;
+                        b
+                    }
+                    None => send_body,
+                }
+            }
+            _ => send_body,
         };
         (send_body, None, None)
     } else {
@@ -626,6 +694,11 @@ async fn attempt(
                 &bytes,
                 retry_after(&parts.headers),
             )));
+        }
+        if reservation.is_counted()
+            && let Some(tokens) = crate::limits::usage_of(&bytes)
+        {
+            reservation.set_usage(tokens);
         }
         if legs.is_passthrough() {
             // A 200 whose body is not JSON is the deployment's failure, not an answer.
@@ -735,8 +808,13 @@ async fn attempt(
     let failed = move || {
         state.record_failure(Instant::now(), allowed_fails, cooldown_time);
     };
+    let mut usage = StreamUsage::new(reservation, strip_usage);
     tokio::spawn(async move {
         let _guard = guard;
+        let mut first = usage.feed(first);
+        if ended {
+            first = [first, usage.finish()].concat().into();
+        }
         if tx.send(Ok(http_body::Frame::data(first))).await.is_err() || ended {
             return;
         }
@@ -762,6 +840,7 @@ async fn attempt(
                             (out.split().freeze(), result.err())
                         }
                     };
+                    let data = usage.feed(data);
                     if !data.is_empty() && tx.send(Ok(http_body::Frame::data(data))).await.is_err()
                     {
                         // The client went away: dropping the upstream body cancels it.
@@ -774,13 +853,17 @@ async fn attempt(
                 }
                 Ok(None) => {
                     let Some(x) = translator.as_mut() else {
+                        let rest = usage.finish();
+                        if !rest.is_empty() {
+                            let _ = tx.send(Ok(http_body::Frame::data(rest))).await;
+                        }
                         return;
                     };
                     let result = x.finish(&mut out);
-                    if !out.is_empty() {
-                        let _ = tx
-                            .send(Ok(http_body::Frame::data(out.split().freeze())))
-                            .await;
+                    let rest = usage.feed(out.split().freeze());
+                    let rest: Bytes = [rest, usage.finish()].concat().into();
+                    if !rest.is_empty() {
+                        let _ = tx.send(Ok(http_body::Frame::data(rest))).await;
                     }
                     match result {
                         Ok(()) => return,
@@ -816,6 +899,42 @@ async fn attempt(
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(resp)
+}
+
+/// Checks and reserves deployment `t`'s rate limits for this request (the token
+/// estimate is computed once, and only for a deployment with a tpm limit). `Err` when the
+/// deployment is at a limit.
+async fn reserve(
+    router: &Router,
+    t: usize,
+    body: &Bytes,
+    estimate: &mut Option<u64>,
+) -> Result<Reservation, ()> {
+    let target = &router.targets[t];
+    let limits = &target.spec.limits;
+    let tokens = match limits.tpm {
+        Some(_) => *estimate.get_or_insert_with(|| crate::limits::estimate_tokens(body)),
+        None => 0,
+    };
+    router
+        .limiter
+        .reserve(
+            &target.spec.id,
+            limits,
+            &target.state.limits,
+            tokens,
+            router.settings().routing_strategy
+                == modelgate_dataplane_api::RoutingStrategy::LeastBusy,
+        )
+        .await
+        .map_err(|denied| {
+            tracing::debug!(
+                deployment = %target.spec.id,
+                limit = ?denied.exceeded,
+                retry_after_ms = denied.retry_after.as_millis() as u64,
+                "deployment at its rate limit"
+            );
+        })
 }
 
 /// A JSON answer.

@@ -15,6 +15,7 @@ use modelgate_dataplane_api::{
     Skipped, serves_provider, wildcard_pattern,
 };
 
+use crate::limits::{Counters, Limiter};
 use crate::providers::Provider;
 
 /// Live state of one deployment, kept across table swaps.
@@ -28,6 +29,8 @@ pub struct DeploymentState {
     /// The latest verdict came from real traffic refusing the credentials: the next
     /// success clears it (one atomic load on the success path otherwise).
     refused_on_traffic: AtomicBool,
+    /// Rate-limit counters (requests and tokens of the current window).
+    pub limits: Arc<Counters>,
 }
 
 #[derive(Debug, Default)]
@@ -196,13 +199,19 @@ pub(crate) fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Live state by deployment id; outlives routers.
+/// Live state by deployment id, and the rate limiter; outlives routers.
 #[derive(Debug, Default)]
 pub struct StateRegistry {
     states: Mutex<HashMap<String, Arc<DeploymentState>>>,
+    limiter: Arc<Limiter>,
 }
 
 impl StateRegistry {
+    /// The rate limiter every router of this registry uses.
+    pub fn limiter(&self) -> &Arc<Limiter> {
+        &self.limiter
+    }
+
     fn get(&self, id: &str) -> Arc<DeploymentState> {
         match self.states.lock() {
             Ok(mut m) => Arc::clone(m.entry(id.to_owned()).or_default()),
@@ -278,6 +287,8 @@ pub struct Router {
     pub skipped: Vec<Skipped>,
     /// The master key clients must send.
     pub master_key: Option<SecretValue>,
+    /// The rate limiter (shared by every router of the registry).
+    pub limiter: Arc<Limiter>,
 }
 
 impl Router {
@@ -368,6 +379,15 @@ impl Router {
             .cloned();
         let ids: Vec<&str> = targets.iter().map(|t| t.spec.id.as_str()).collect();
         registry.retain(&ids);
+        let limiter = Arc::clone(&registry.limiter);
+        limiter.configure_redis(
+            table
+                .settings
+                .redis_url
+                .as_ref()
+                .and_then(|r| table.secret(r))
+                .map(|v| v.expose()),
+        );
         Router {
             table: Arc::new(table),
             targets,
@@ -376,6 +396,7 @@ impl Router {
             aliases,
             skipped,
             master_key,
+            limiter,
         }
     }
 
@@ -404,19 +425,21 @@ impl Router {
     }
 
     /// Picks the next deployment of group `g` to try: the lowest `order` tier that has an
-    /// eligible deployment (not in cooldown, under its concurrency limit, not excluded),
-    /// then the strategy within the tier. When every deployment is excluded or busy, those
-    /// tried already are allowed again (a retry may hit the same deployment).
+    /// eligible deployment (not in cooldown, under its concurrency limit and its rpm/tpm
+    /// limits, not excluded), then the strategy within the tier. When every deployment is
+    /// excluded or busy, those tried already are allowed again (a retry may hit the same
+    /// deployment); a deployment at a limit never is.
     pub fn pick(&self, g: usize, exclude: &[usize], now: Instant) -> Option<usize> {
         let group = self.groups.get(g)?;
         let eligible = |i: &usize, allow_tried: bool| {
             let t = &self.targets[*i];
             (allow_tried || !exclude.contains(i))
                 && t.state.cooling_until(now).is_none()
-                && t.spec
-                    .limits
-                    .max_concurrent_requests
+                && self
+                    .limiter
+                    .max_in_flight(&t.spec.limits)
                     .is_none_or(|max| t.state.in_flight() < max)
+                && self.limiter.admits(&t.spec.limits, &t.state.limits).is_ok()
         };
         for allow_tried in [false, true] {
             let mut start = 0;
@@ -445,17 +468,38 @@ impl Router {
             return tier[0];
         }
         match self.settings().routing_strategy {
-            RoutingStrategy::SimpleShuffle | RoutingStrategy::UsageBased => self.weighted(tier),
-            RoutingStrategy::LeastBusy => {
-                let min = tier
+            RoutingStrategy::SimpleShuffle => self.weighted(tier),
+            RoutingStrategy::UsageBased => {
+                // Lowest use of rpm/tpm relative to the limits; ties (deployments without
+                // limits, or equally used) by weight.
+                let ratio = |i: &usize| {
+                    let t = &self.targets[*i];
+                    self.limiter.usage_ratio(&t.spec.limits, &t.state.limits)
+                };
+                let ratios: Vec<f64> = tier.iter().map(ratio).collect();
+                let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+                let lowest: Vec<usize> = tier
                     .iter()
-                    .map(|i| self.targets[*i].state.in_flight())
-                    .min()
-                    .unwrap_or(0);
+                    .zip(&ratios)
+                    .filter(|(_, r)| **r <= min + 1e-9)
+                    .map(|(i, _)| *i)
+                    .collect();
+                self.weighted(&lowest)
+            }
+            RoutingStrategy::LeastBusy => {
+                // This pod's requests in flight, plus the other pods' as Redis last said
+                // (none without Redis); ties broken at random.
+                let busy = |i: &usize| {
+                    let t = &self.targets[*i];
+                    t.state.in_flight() + self.limiter.others_in_flight(&t.state.limits)
+                };
+                let counts: Vec<u64> = tier.iter().map(busy).collect();
+                let min = counts.iter().copied().min().unwrap_or(0);
                 let least: Vec<usize> = tier
                     .iter()
-                    .copied()
-                    .filter(|i| self.targets[*i].state.in_flight() == min)
+                    .zip(&counts)
+                    .filter(|(_, c)| **c == min)
+                    .map(|(i, _)| *i)
                     .collect();
                 least[fastrand::usize(..least.len())]
             }
@@ -527,6 +571,28 @@ impl Router {
             earliest = Some(earliest.map_or(until, |e| e.min(until)));
         }
         earliest
+    }
+}
+
+impl Router {
+    /// When every deployment of group `g` is at a rate limit or cooling down at `now`
+    /// (and at least one is at a limit): how long until the first may be tried again.
+    pub fn all_limited_until(&self, g: usize, now: Instant) -> Option<Duration> {
+        let group = self.groups.get(g)?;
+        let mut earliest: Option<Duration> = None;
+        let mut limited = false;
+        for i in &group.members {
+            let t = &self.targets[*i];
+            let wait = match self.limiter.limited_until(&t.spec.limits, &t.state.limits) {
+                Some(w) => {
+                    limited = true;
+                    w
+                }
+                None => t.state.cooling_until(now)?.saturating_duration_since(now),
+            };
+            earliest = Some(earliest.map_or(wait, |e| e.min(wait)));
+        }
+        earliest.filter(|_| limited)
     }
 }
 

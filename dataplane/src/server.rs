@@ -700,6 +700,7 @@ pub async fn admin(
                 &serde_json::to_value(report).unwrap_or_default(),
             )
         }
+        (_, "/v1/fleet") => crate::limits::fleet_endpoint(app.limiter(), req).await,
         (method, path) => ApiError::method_not_allowed(&method, path).into_response(),
     }
 }

@@ -12,12 +12,14 @@
 #![forbid(unsafe_code)]
 
 mod canonical;
+mod fleet;
 mod health;
 mod secret;
 mod table;
 mod validate;
 
 pub use canonical::canonical_json;
+pub use fleet::Fleet;
 pub use health::{DeploymentHealth, HealthReason, HealthReport, HealthSource};
 pub use secret::{REDACTED, SecretValue};
 pub use table::*;
