@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
 use k8s_openapi::api::core::v1::Pod;
-use modelgate_dataplane_api::{HealthReason, HealthReport, RoutingTable};
+use modelgate_dataplane_api::{Fleet, HealthReason, HealthReport, RoutingTable};
 
 /// Label that marks data-plane pods, gateway pods and sidecars alike.
 pub const DATAPLANE_LABEL: &str = "modelgate.dev/dataplane";
 /// Name of the container port of the admin API.
 pub const ADMIN_PORT_NAME: &str = "modelgate-admin";
+/// Label (and value) of the chart's gateway pods; a data-plane pod without it is a sidecar.
+pub const GATEWAY_LABEL: (&str, &str) = ("app.kubernetes.io/component", "dataplane");
 /// Admin port used when no container port carries [`ADMIN_PORT_NAME`].
 pub const DEFAULT_ADMIN_PORT: u16 = 4001;
 
@@ -29,6 +31,10 @@ pub struct DataPlanePod {
     pub admin: SocketAddr,
     /// Sum of the containers' restart counts: a change means a process restarted.
     pub restarts: i32,
+    /// A gateway pod (the chart's Deployment), not a sidecar.
+    pub gateway: bool,
+    /// The pod's `Ready` condition is true.
+    pub ready: bool,
 }
 
 impl DataPlanePod {
@@ -66,7 +72,15 @@ impl DataPlanePod {
             .flatten()
             .map(|c| c.restart_count)
             .sum();
+        let ready = status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let gateway = labels.get(GATEWAY_LABEL.0).map(String::as_str) == Some(GATEWAY_LABEL.1);
         Some(Self {
+            gateway,
+            ready,
             key: format!(
                 "{}/{}",
                 pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -77,6 +91,23 @@ impl DataPlanePod {
             restarts,
         })
     }
+}
+
+/// The fleet size each data plane divides its limits by: Ready gateway pods, and Ready
+/// sidecars (informational). Pods not Ready do not count: they serve nothing yet.
+pub fn fleet_size<'a>(pods: impl IntoIterator<Item = &'a DataPlanePod>) -> Fleet {
+    let mut fleet = Fleet {
+        gateways: 0,
+        sidecars: 0,
+    };
+    for p in pods.into_iter().filter(|p| p.ready) {
+        if p.gateway {
+            fleet.gateways += 1;
+        } else {
+            fleet.sidecars += 1;
+        }
+    }
+    fleet
 }
 
 /// What one pod serves and reports.
@@ -305,6 +336,47 @@ mod tests {
         );
         assert!(DataPlanePod::from_pod(&pod(&[], Some("10.0.0.7"), None)).is_none());
         assert!(DataPlanePod::from_pod(&pod(&[(DATAPLANE_LABEL, "true")], None, None)).is_none());
+    }
+
+    #[test]
+    fn the_fleet_size_counts_ready_gateways_and_sidecars_apart() {
+        use k8s_openapi::api::core::v1::PodCondition;
+        let make = |gateway: bool, ready: &str| {
+            let mut labels = vec![(DATAPLANE_LABEL, "true")];
+            if gateway {
+                labels.push(GATEWAY_LABEL);
+            }
+            let mut p = pod(&labels, Some("10.0.0.7"), None);
+            if let Some(s) = p.status.as_mut() {
+                s.conditions = Some(vec![PodCondition {
+                    type_: "Ready".into(),
+                    status: ready.into(),
+                    ..PodCondition::default()
+                }]);
+            }
+            DataPlanePod::from_pod(&p).expect("a data-plane pod")
+        };
+        let pods = [
+            make(true, "True"),
+            make(true, "True"),
+            make(true, "False"),
+            make(false, "True"),
+        ];
+        assert!(pods[0].gateway && pods[0].ready && !pods[2].ready && !pods[3].gateway);
+        assert_eq!(
+            fleet_size(&pods),
+            Fleet {
+                gateways: 2,
+                sidecars: 1
+            }
+        );
+        assert_eq!(
+            fleet_size(&[]),
+            Fleet {
+                gateways: 0,
+                sidecars: 0
+            }
+        );
     }
 
     /// `(id, healthy, latency ms, reason)`.

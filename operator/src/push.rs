@@ -16,7 +16,7 @@ use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilde
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use modelgate_dataplane_api::HealthReport;
+use modelgate_dataplane_api::{Fleet, HealthReport};
 use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
 
 /// Why a call to a data-plane pod failed.
@@ -275,6 +275,19 @@ impl DataPlaneClient {
             });
         }
         decode(addr, status, &body, "answer")
+    }
+
+    /// Tells the pod the fleet size (`PUT /v1/fleet`): outside the table, so its version
+    /// and every status stay as they are.
+    pub async fn put_fleet(&self, addr: SocketAddr, fleet: Fleet) -> Result<(), PushError> {
+        let body = serde_json::to_vec(&fleet).map_err(|e| PushError::Unreachable {
+            addr,
+            message: e.to_string(),
+        })?;
+        let (status, body) = self
+            .call(addr, Method::PUT, "/v1/fleet", Bytes::from(body))
+            .await?;
+        decode::<serde_json::Value>(addr, status, &body, "fleet answer").map(|_| ())
     }
 
     /// The pod's health report (which also names the table it serves).

@@ -267,6 +267,8 @@ pub struct Controller {
     statuses: watch::Sender<Arc<Vec<StatusPatch>>>,
     events: mpsc::UnboundedSender<(ObjectReference, Event)>,
     fleet_tx: mpsc::UnboundedSender<FleetEvent>,
+    /// Ready gateway pods and sidecars, told to every pod (`PUT /v1/fleet`).
+    fleet_size: watch::Sender<modelgate_dataplane_api::Fleet>,
 }
 
 impl std::fmt::Debug for Controller {
@@ -334,6 +336,7 @@ impl Controller {
             statuses,
             events,
             fleet_tx,
+            fleet_size: watch::Sender::new(fleet::fleet_size([])),
         };
         let recorded_version = recorded.map(|r| r.1);
         tracing::info!(
@@ -561,6 +564,21 @@ impl Controller {
         });
         self.pods
             .retain(|k, _| self.workers.contains_key(k) || current.contains_key(k));
+        // The fleet size moves with readiness; workers tell their pods when it changes
+        // (never a table version or a status change).
+        let size = fleet::fleet_size(current.values());
+        self.fleet_size.send_if_modified(|f| {
+            let changed = *f != size;
+            if changed {
+                tracing::info!(
+                    gateways = size.gateways,
+                    sidecars = size.sidecars,
+                    "fleet size"
+                );
+                *f = size;
+            }
+            changed
+        });
         for (key, pod) in current {
             match self.workers.get_mut(&key) {
                 Some(w) => {
@@ -577,6 +595,7 @@ impl Controller {
                         pod,
                         self.ctx.dataplanes.clone(),
                         self.published.subscribe(),
+                        self.fleet_size.subscribe(),
                         self.fleet_tx.clone(),
                         self.ctx.metrics.clone(),
                         WorkerConfig {

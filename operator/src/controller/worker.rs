@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use modelgate_dataplane_api::HealthReport;
+use modelgate_dataplane_api::{Fleet, HealthReport};
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::fleet::{DataPlanePod, PodKey};
@@ -91,6 +91,7 @@ pub fn start(
     pod: DataPlanePod,
     client: DataPlaneClient,
     desired: watch::Receiver<Option<Arc<Published>>>,
+    fleet: watch::Receiver<Fleet>,
     events: mpsc::UnboundedSender<FleetEvent>,
     metrics: Arc<Metrics>,
     config: WorkerConfig,
@@ -99,7 +100,7 @@ pub fn start(
     let task = tokio::spawn(run(
         pod.clone(),
         client,
-        desired,
+        (desired, fleet),
         events,
         metrics,
         config,
@@ -115,7 +116,11 @@ fn jitter(d: Duration) -> Duration {
 async fn run(
     pod: DataPlanePod,
     client: DataPlaneClient,
-    mut desired: watch::Receiver<Option<Arc<Published>>>,
+    // What to tell the pod: the table, and the fleet size.
+    (mut desired, mut fleet): (
+        watch::Receiver<Option<Arc<Published>>>,
+        watch::Receiver<Fleet>,
+    ),
     events: mpsc::UnboundedSender<FleetEvent>,
     metrics: Arc<Metrics>,
     config: WorkerConfig,
@@ -129,6 +134,9 @@ async fn run(
     let mut served: Option<(u64, String)> = None;
     // A version the pod refused, and when to try it again.
     let mut refused: Option<(String, Instant)> = None;
+    // The fleet size the pod was told, and the last error telling it (logged once).
+    let mut fleet_sent: Option<Fleet> = None;
+    let mut fleet_error: Option<String> = None;
     loop {
         let want = desired.borrow_and_update().clone();
         if let Some(want) = want {
@@ -183,8 +191,33 @@ async fn run(
                 }
             }
         }
+        // The fleet size, outside the table: on appearance, on change, after a restart.
+        let size = *fleet.borrow_and_update();
+        if fleet_sent != Some(size) {
+            match client.put_fleet(pod.admin, size).await {
+                Ok(()) => {
+                    tracing::debug!(pod = %key, gateways = size.gateways, "fleet size told");
+                    fleet_sent = Some(size);
+                    fleet_error = None;
+                }
+                Err(e) => {
+                    // Tried again at the next poll.
+                    let message = e.to_string();
+                    if fleet_error.as_ref() != Some(&message) {
+                        tracing::warn!(pod = %key, "cannot tell the pod the fleet size: {message}");
+                        fleet_error = Some(message);
+                    }
+                }
+            }
+        }
         tokio::select! {
             r = desired.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                continue;
+            }
+            r = fleet.changed() => {
                 if r.is_err() {
                     return;
                 }
@@ -197,8 +230,10 @@ async fn run(
             Ok(report) => {
                 let now = report.revision.zip(report.version.clone());
                 if now != served {
-                    // The pod restarted or was pushed by someone else: push again at once.
+                    // The pod restarted or was pushed by someone else: push again at once,
+                    // and tell it the fleet size again.
                     refused = None;
+                    fleet_sent = None;
                 }
                 served = now;
                 send(FleetEvent::Report {

@@ -1,0 +1,477 @@
+//! Rate limits across replicas (issue 8): two and three `modelgate-dataplane` processes
+//! behind one deployment, with and without a real `redis-server` (started here on a
+//! loopback port).
+//!
+//! Windows are 3 s (`--limit-window-seconds 3`) so that a test takes seconds; a burst is
+//! sent just after a window starts and ends well before it closes, so all of it falls in
+//! one window. Tolerances, stated per test:
+//! - without Redis, each pod admits exactly `rpm / gateways` (the fleet share): the fleet
+//!   admits exactly `gateways * (rpm / gateways)`, never more than `rpm`;
+//! - with Redis, the fleet admits exactly `rpm` (Redis counts atomically): tolerance 0;
+//! - `least-busy` across pods with Redis: each of two equal deployments gets between 40%
+//!   and 60% of the requests (the spread measured is printed);
+//! - Redis killed mid-run: zero failed requests, and limits fall back to local shares.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::Full;
+use modelgate_testkit::{
+    ADMIN_TOKEN, Client, Dep, Manifest, MockUpstream, Reply, Resp, Secret, TempDir, binary,
+    chat_body, compile_ok, eventually,
+};
+use serde_json::{Value, json};
+
+/// The rate-limit window of every data plane here.
+const WINDOW: Duration = Duration::from_secs(3);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A `redis-server` on a loopback port, without persistence.
+struct Redis {
+    port: u16,
+    proc: Option<Proc>,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server (tests/run installs it: apt-get install redis-server)");
+        let redis = Redis {
+            port,
+            proc: Some(Proc(child)),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis.ping().as_deref() != Some("+PONG") {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    fn ping(&self) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+        s.write_all(b"PING\r\n").ok()?;
+        let mut buf = [0u8; 16];
+        let n = s.read(&mut buf).ok()?;
+        Some(String::from_utf8_lossy(&buf[..n]).trim().to_owned())
+    }
+
+    /// SIGKILL: as if the Redis pod died.
+    fn kill(&mut self) {
+        self.proc.take();
+    }
+}
+
+/// One `modelgate-dataplane` process.
+struct DataPlane {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    metrics: SocketAddr,
+    _proc: Proc,
+}
+
+async fn start_fleet(n: usize, table: &Value, dir: &TempDir) -> Vec<DataPlane> {
+    let table_file = dir.path().join("table.json");
+    std::fs::write(&table_file, table.to_string()).expect("write the table");
+    let token = dir.path().join("token");
+    std::fs::write(&token, format!("{ADMIN_TOKEN}\n")).expect("write the token");
+    let bin: PathBuf = binary("modelgate-dataplane", "modelgate-dataplane");
+    let mut fleet = Vec::new();
+    for _ in 0..n {
+        let (port, admin, metrics) = (free_port(), free_port(), free_port());
+        let child = Command::new(&bin)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--admin-listen")
+            .arg(format!("127.0.0.1:{admin}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics}"))
+            .arg("--admin-token-file")
+            .arg(&token)
+            .arg("--table-file")
+            .arg(&table_file)
+            .args(["--limit-window-seconds", &WINDOW.as_secs().to_string()])
+            .env("NO_PROXY", "*")
+            .env_remove("HTTP_PROXY")
+            .env_remove("HTTPS_PROXY")
+            .env_remove("http_proxy")
+            .env_remove("https_proxy")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start modelgate-dataplane");
+        fleet.push(DataPlane {
+            addr: format!("127.0.0.1:{port}").parse().expect("address"),
+            admin: format!("127.0.0.1:{admin}").parse().expect("address"),
+            metrics: format!("127.0.0.1:{metrics}").parse().expect("address"),
+            _proc: Proc(child),
+        });
+    }
+    let client = Client::new();
+    for dp in &fleet {
+        let ready = eventually(Duration::from_secs(30), || async {
+            let req = Request::get(format!("http://{}/health/readiness", dp.addr))
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            client
+                .try_send(req)
+                .await
+                .is_ok_and(|r| r.status.is_success())
+        })
+        .await;
+        assert!(ready, "a data plane never loaded its table");
+    }
+    fleet
+}
+
+async fn admin(client: &Client, dp: &DataPlane, method: &str, body: Option<Value>) -> Resp {
+    let req = Request::builder()
+        .method(method)
+        .uri(format!("http://{}/v1/fleet", dp.admin))
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
+        .expect("request");
+    client.send(req).await
+}
+
+async fn set_fleet(client: &Client, fleet: &[DataPlane]) {
+    for dp in fleet {
+        let r = admin(
+            client,
+            dp,
+            "PUT",
+            Some(json!({"gateways": fleet.len(), "sidecars": 0})),
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["divisor"], fleet.len());
+    }
+}
+
+async fn chat(client: &Client, dp: &DataPlane, model: &str) -> Resp {
+    let req = Request::post(format!("http://{}/v1/chat/completions", dp.addr))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(chat_body(model).to_string())))
+        .expect("request");
+    client.send(req).await
+}
+
+/// Sleeps until just after the next window starts (windows are aligned on multiples of
+/// their length since the Unix epoch, on this machine's clock, which Redis shares).
+async fn window_start() {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let w = WINDOW.as_millis() as u64;
+    tokio::time::sleep(Duration::from_millis(w - now % w + 100)).await;
+}
+
+/// Sends `n` chat requests at once, spread round-robin over the fleet; returns the
+/// responses in order.
+async fn burst(client: &Client, fleet: &[DataPlane], model: &str, n: usize) -> Vec<Resp> {
+    let started = Instant::now();
+    let sends = (0..n).map(|i| chat(client, &fleet[i % fleet.len()], model));
+    let out = futures_util::future::join_all(sends).await;
+    assert!(
+        started.elapsed() < WINDOW / 2,
+        "the burst took {:?}: it may straddle two windows",
+        started.elapsed()
+    );
+    out
+}
+
+fn admitted(resps: &[Resp]) -> usize {
+    for r in resps.iter().filter(|r| r.status != 200) {
+        assert_eq!(r.status, 429, "{}", r.text());
+        let e = r.openai_error();
+        assert_eq!(e["code"], "rate_limit_exceeded", "{e}");
+        let retry: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .expect("Retry-After on every 429");
+        assert!(
+            (1..=WINDOW.as_secs()).contains(&retry),
+            "Retry-After {retry}s is the window's reset"
+        );
+    }
+    resps.iter().filter(|r| r.status == 200).count()
+}
+
+fn limited(name: &str, model: &str, up: &MockUpstream, rpm: u64) -> Dep {
+    Dep::new(name, model, up).spec_field("limits", json!({"rpm": rpm}))
+}
+
+fn table(manifest: &Manifest) -> Value {
+    serde_json::to_value(compile_ok(&manifest.to_yaml(), 1)).expect("table JSON")
+}
+
+fn redis_settings(redis: &Redis, strategy: &str) -> (Secret, Value) {
+    (
+        Secret::new("redis").entry("url", &redis.url()),
+        json!({
+            "routingStrategy": strategy,
+            "redisUrl": {"secretKeyRef": {"name": "redis", "key": "url"}},
+        }),
+    )
+}
+
+async fn wait_for_redis(client: &Client, fleet: &[DataPlane], want: &str) {
+    for dp in fleet {
+        let ok = eventually(Duration::from_secs(10), || async {
+            admin(client, dp, "GET", None).await.json()["redis"] == want
+        })
+        .await;
+        assert!(ok, "a data plane's Redis state never became {want}");
+    }
+}
+
+async fn metric(client: &Client, dp: &DataPlane, name: &str) -> f64 {
+    let req = Request::get(format!("http://{}/metrics", dp.metrics))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let text = client.send(req).await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_redis_each_pod_enforces_its_fleet_share() {
+    let up = MockUpstream::start("up").await;
+    let dir = TempDir::new("limits-local");
+    let client = Client::new();
+    let m = Manifest::new().with(limited("a", "chat", &up, 30));
+    let fleet = start_fleet(3, &table(&m), &dir).await;
+
+    // Before the operator's word every pod thinks it is alone: the whole limit each, the
+    // bug this fixes (3 pods would allow 3 x 30).
+    let r = admin(&client, &fleet[0], "GET", None).await;
+    assert_eq!(r.json()["divisor"], 1, "{}", r.text());
+    assert_eq!(r.json()["redis"], "off");
+
+    set_fleet(&client, &fleet).await;
+    window_start().await;
+    let resps = burst(&client, &fleet, "chat", 60).await;
+    // 20 requests reach each pod; each admits its share, 30 / 3 = 10.
+    assert_eq!(admitted(&resps), 30, "3 pods x a share of 10");
+    for (i, dp) in fleet.iter().enumerate() {
+        let mine = resps
+            .iter()
+            .enumerate()
+            .filter(|(j, r)| j % 3 == i && r.status == 200)
+            .count();
+        assert_eq!(mine, 10, "pod {i} admitted {mine}, its share is 10");
+        assert!(metric(&client, dp, "modelgate_limits_rejected_total").await >= 10.0);
+    }
+
+    // A share never rounds to 0: rpm 2 over 3 pods still admits 1 per pod (the bound is
+    // then gateways x 1 = 3, stated in ARCHITECTURE.md).
+    let m = Manifest::new().with(limited("a", "chat", &up, 2));
+    for dp in &fleet {
+        let req = Request::put(format!("http://{}/v1/routing-table", dp.admin))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Full::new(Bytes::from({
+                let mut t = compile_ok(&m.to_yaml(), 2);
+                t.revision = 2;
+                serde_json::to_vec(&t).expect("json")
+            })))
+            .expect("request");
+        let r = client.send(req).await;
+        assert!(r.status.is_success(), "{}", r.text());
+    }
+    window_start().await;
+    let resps = burst(&client, &fleet, "chat", 12).await;
+    assert_eq!(admitted(&resps), 3);
+
+    // Bad input to the fleet endpoint: a clear error, nothing changed.
+    let r = admin(
+        &client,
+        &fleet[0],
+        "PUT",
+        Some(json!({"gateways": "three"})),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    r.openai_error();
+    assert_eq!(
+        admin(&client, &fleet[0], "GET", None).await.json()["gateways"],
+        3
+    );
+    let r = admin(&client, &fleet[0], "DELETE", None).await;
+    assert_eq!(r.status, 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_redis_two_and_three_pods_hold_the_exact_limit() {
+    let redis = Redis::start();
+    let up = MockUpstream::start("up").await;
+    let client = Client::new();
+    for n in [2usize, 3] {
+        let dir = TempDir::new("limits-redis");
+        let (secret, settings) = redis_settings(&redis, "simple-shuffle");
+        // A model per round, so the rounds' counts in Redis do not meet.
+        let model = format!("chat-{n}");
+        let m = Manifest::new()
+            .with(limited(&format!("a{n}"), &model, &up, 20))
+            .with(secret)
+            .settings(settings);
+        let fleet = start_fleet(n, &table(&m), &dir).await;
+        set_fleet(&client, &fleet).await;
+        wait_for_redis(&client, &fleet, "ok").await;
+        window_start().await;
+        let resps = burst(&client, &fleet, &model, 60).await;
+        // Exact across the fleet: tolerance 0 (shares would give 2 x 10 or 3 x 6 = 18).
+        assert_eq!(admitted(&resps), 20, "{n} pods share one limit of 20");
+        let mut decided = 0.0;
+        for dp in &fleet {
+            decided += metric(&client, dp, "modelgate_limits_redis_decisions_total").await;
+            assert_eq!(
+                metric(&client, dp, "modelgate_limits_redis_fallbacks_total").await,
+                0.0
+            );
+        }
+        // Every admission and at least one refusal; later refusals may come from the
+        // refusal a pod remembers until the window ends (no round trip).
+        assert!(decided > 20.0, "Redis decided {decided} of 60");
+        // The next window admits again.
+        window_start().await;
+        let resps = burst(&client, &fleet, &model, 10).await;
+        assert_eq!(admitted(&resps), 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn least_busy_spreads_load_across_pods_through_redis() {
+    let redis = Redis::start();
+    let a = MockUpstream::start("a").await;
+    let b = MockUpstream::start("b").await;
+    for up in [&a, &b] {
+        up.set(Reply::ok().delay(Duration::from_millis(150)));
+    }
+    let dir = TempDir::new("limits-least-busy");
+    let client = Client::new();
+    let (secret, settings) = redis_settings(&redis, "least-busy");
+    let m = Manifest::new()
+        .with(Dep::new("a", "chat", &a))
+        .with(Dep::new("b", "chat", &b))
+        .with(secret)
+        .settings(settings);
+    let fleet = start_fleet(3, &table(&m), &dir).await;
+    set_fleet(&client, &fleet).await;
+    wait_for_redis(&client, &fleet, "ok").await;
+    // 24 clients, 8 per pod, 10 rounds each.
+    let clients = (0..24).map(|i| {
+        let client = client.clone();
+        let dp = &fleet[i % 3];
+        async move {
+            for _ in 0..10 {
+                let r = chat(&client, dp, "chat").await;
+                assert_eq!(r.status, 200, "{}", r.text());
+            }
+        }
+    });
+    futures_util::future::join_all(clients).await;
+    let (na, nb) = (a.count(), b.count());
+    let share = na as f64 / (na + nb) as f64;
+    println!(
+        "least-busy over 3 pods through Redis: a {na}, b {nb} ({:.1}% / {:.1}%)",
+        share * 100.0,
+        (1.0 - share) * 100.0
+    );
+    assert_eq!(na + nb, 240);
+    assert!(
+        (0.4..=0.6).contains(&share),
+        "least-busy spread a {na} / b {nb}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_redis_degrades_to_local_shares_with_zero_failed_requests() {
+    let mut redis = Redis::start();
+    let up = MockUpstream::start("up").await;
+    up.set(Reply::ok().delay(Duration::from_millis(5)));
+    let dir = TempDir::new("limits-redis-kill");
+    let client = Client::new();
+    let (secret, settings) = redis_settings(&redis, "simple-shuffle");
+    let m = Manifest::new()
+        // Limited, but far above what this test sends: no request may fail.
+        .with(limited("steady", "steady", &up, 100_000))
+        .with(limited("tight", "tight", &up, 20))
+        .with(secret)
+        .settings(settings);
+    let fleet = start_fleet(2, &table(&m), &dir).await;
+    set_fleet(&client, &fleet).await;
+    wait_for_redis(&client, &fleet, "ok").await;
+
+    // Steady traffic from 8 clients for 3 s; Redis is killed after 1 s.
+    let stop_at = Instant::now() + Duration::from_secs(3);
+    let clients = (0..8).map(|i| {
+        let client = client.clone();
+        let dp = &fleet[i % 2];
+        async move {
+            let mut n = 0;
+            while Instant::now() < stop_at {
+                let r = chat(&client, dp, "steady").await;
+                assert_eq!(r.status, 200, "a request failed: {}", r.text());
+                n += 1;
+            }
+            n
+        }
+    });
+    let killer = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        redis.kill();
+    };
+    let (counts, ()) = tokio::join!(futures_util::future::join_all(clients), killer);
+    let sent: usize = counts.iter().sum();
+    assert!(sent > 50, "only {sent} requests were sent");
+    let mut fallbacks = 0.0;
+    for dp in &fleet {
+        fallbacks += metric(&client, dp, "modelgate_limits_redis_fallbacks_total").await;
+        assert_eq!(metric(&client, dp, "modelgate_limits_redis_up").await, 0.0);
+    }
+    assert!(fallbacks >= 1.0, "no fallback counted");
+    wait_for_redis(&client, &fleet, "fallback").await;
+
+    // Limits still hold, on local shares: 20 / 2 pods = 10 each.
+    window_start().await;
+    let resps = burst(&client, &fleet, "tight", 40).await;
+    assert_eq!(admitted(&resps), 20, "2 pods x a share of 10");
+}
