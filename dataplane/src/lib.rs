@@ -194,11 +194,41 @@ async fn measured(
     };
     let resp = measured_inner(app, metrics, endpoint, req).await;
     let (parts, body) = resp.into_parts();
-    let body = body.map_frame(move |frame| {
-        let _held = &permit;
-        frame
-    });
-    Response::from_parts(parts, body.boxed_unsync())
+    Response::from_parts(
+        parts,
+        Held {
+            body,
+            _permit: permit,
+        }
+        .boxed_unsync(),
+    )
+}
+
+/// A body holding a permit until it is dropped (its length and end passed through, so
+/// a whole answer keeps its `content-length`).
+struct Held {
+    body: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = body::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 async fn measured_inner(
