@@ -339,19 +339,23 @@ pub async fn run(
             .await;
         });
     }
+    // The metrics port (with the probes) stays open while the others drain, so that
+    // the kubelet reads readiness 503 "draining" rather than a refused connection; it
+    // closes once they are done.
+    let (metrics_stop, metrics_stopped) = watch::channel(false);
+    let mut metrics_task = None;
     if let Some(listener) = metrics_listener {
         let app = Arc::clone(&app);
         let metrics = Arc::clone(&metrics);
-        let shutdown = shutdown.clone();
-        tasks.spawn(async move {
+        metrics_task = Some(tokio::spawn(async move {
             server::serve(
                 listener,
                 move |req| metrics_endpoint(Arc::clone(&app), Arc::clone(&metrics), req),
-                shutdown,
+                metrics_stopped,
                 Duration::from_secs(1),
             )
             .await;
-        });
+        }));
     }
     tasks.spawn(health::run(
         Arc::clone(&app),
@@ -382,4 +386,8 @@ pub async fn run(
         });
     }
     while tasks.join_next().await.is_some() {}
+    let _ = metrics_stop.send(true);
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
 }
