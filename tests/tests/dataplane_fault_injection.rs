@@ -252,6 +252,9 @@ async fn streams_failing_after_the_first_byte_end_with_one_error_event_and_no_do
         (Fault::ResetMidBody(2), "e:0 e:1 "),
         (Fault::CloseMidBody(2), "e:0 e:1 "),
         (Fault::BrokenSse, "e:0 "),
+        (Fault::HangMidStream(1), "e:0 "),
+        (Fault::ResetMidBody(1), "e:0 "),
+        (Fault::CloseMidBody(1), "e:0 "),
     ];
     for (fault, sent) in after_first_byte {
         fleet.reset();
