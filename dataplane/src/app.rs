@@ -6,13 +6,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use std::collections::HashMap;
-
 use arc_swap::{ArcSwap, ArcSwapOption};
 use modelgate_dataplane_api::{DeploymentHealth, HealthReport, RoutingTable, Skipped};
 
 use crate::client::HttpClient;
-use crate::router::{Router, StateRegistry};
+use crate::router::{FastMap, Router, StateRegistry};
 use crate::table::{Accepted, Refused, TableGate};
 
 /// Everything the servers share.
@@ -20,7 +18,7 @@ use crate::table::{Accepted, Refused, TableGate};
 pub struct App {
     router: ArcSwapOption<Router>,
     /// Deployment id -> model group, for metric labels.
-    models: ArcSwap<HashMap<String, Arc<str>>>,
+    models: ArcSwap<FastMap<String, Arc<str>>>,
     registry: StateRegistry,
     gate: Mutex<TableGate>,
     draining: AtomicBool,
@@ -88,7 +86,7 @@ impl App {
                 aliases = router.aliases.len(),
                 "routing table installed"
             );
-            let models: HashMap<String, Arc<str>> = router
+            let models: FastMap<String, Arc<str>> = router
                 .targets
                 .iter()
                 .map(|t| (t.spec.id.clone(), Arc::from(t.spec.model.as_str())))

@@ -179,6 +179,13 @@ pub async fn check(t: &Target, client: &HttpClient) -> Health {
     }
 }
 
+/// `error` without the deployment's key in its message: an upstream may echo the key it
+/// refused, and the message reaches the client, the logs and the health report.
+pub fn redact_error(mut error: crate::errors::ApiError, t: &Target) -> crate::errors::ApiError {
+    error.message = redact(std::mem::take(&mut error.message), t);
+    error
+}
+
 /// `text` without the deployment's key: an upstream may echo the key it refused.
 fn redact(text: String, t: &Target) -> String {
     match t.api_key.as_ref().map(|k| k.expose()) {

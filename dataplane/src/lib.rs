@@ -243,13 +243,13 @@ async fn measured_inner(
     drop(guard);
     let deployment = resp
         .headers()
-        .get("x-modelgate-deployment")
+        .get(server::X_MODELGATE_DEPLOYMENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
     let attempts = resp
         .headers()
-        .get("x-modelgate-attempts")
+        .get(server::X_MODELGATE_ATTEMPTS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);

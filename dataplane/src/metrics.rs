@@ -3,7 +3,7 @@
 //! names) and fixed sets (endpoint, status), never from client input, so cardinality is
 //! bounded by the table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::pin::Pin;
 use std::sync::Mutex;
@@ -16,6 +16,7 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 
 use crate::app::App;
 use crate::body::{Body, BoxError};
+use crate::router::FastMap;
 
 /// Upper bounds of the latency histograms, seconds.
 const BUCKETS: [f64; 14] = [
@@ -45,16 +46,16 @@ impl Histogram {
 #[derive(Debug, Default)]
 struct DeploymentCounts {
     model: String,
-    counts: HashMap<(&'static str, u16), u64>,
+    counts: FastMap<(&'static str, u16), u64>,
 }
 
 /// Every metric of one data-plane process. Series are found by borrowed keys, so
 /// recording a request allocates only the first time a series appears.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<HashMap<String, DeploymentCounts>>,
-    latency: Mutex<HashMap<String, HashMap<&'static str, Histogram>>>,
-    ttft: Mutex<HashMap<String, Histogram>>,
+    requests: Mutex<FastMap<String, DeploymentCounts>>,
+    latency: Mutex<FastMap<String, FastMap<&'static str, Histogram>>>,
+    ttft: Mutex<FastMap<String, Histogram>>,
     attempts: AtomicU64,
     in_flight: AtomicI64,
 }
@@ -93,7 +94,7 @@ impl Metrics {
                     .entry(deployment.to_owned())
                     .or_insert_with(|| DeploymentCounts {
                         model: model.to_owned(),
-                        counts: HashMap::new(),
+                        counts: FastMap::default(),
                     }),
             };
             *series.counts.entry((endpoint, status)).or_default() += 1;

@@ -32,12 +32,11 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Response, header};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Incoming;
 use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::body::{Body, BoxError, full};
-use crate::client::HttpClient;
+use crate::client::{HttpClient, UpstreamBody};
 use crate::errors::{ApiError, Dialect};
 use crate::limits::{Reservation, StreamUsage};
 use crate::providers::{
@@ -73,11 +72,109 @@ struct Peek<'a> {
 }
 
 /// A field of the expected type, or anything else (reported as that parameter's error).
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
+/// Read by hand rather than as an untagged enum, which would buffer the value first: this
+/// runs on every request.
 enum Field<T> {
     Expected(T),
-    Other(serde::de::IgnoredAny),
+    Other,
+}
+
+/// Visits any JSON value: `Expected` when `pick` takes it, `Other` (skipped whole)
+/// otherwise.
+struct FieldVisitor<T>(std::marker::PhantomData<T>);
+
+macro_rules! other {
+    ($($name:ident: $ty:ty),*) => {$(
+        fn $name<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+            Ok(Field::Other)
+        }
+    )*};
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldVisitor<std::borrow::Cow<'de, str>> {
+    type Value = Field<std::borrow::Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Field::Expected(std::borrow::Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Field::Expected(std::borrow::Cow::Owned(v.to_owned())))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Field::Expected(std::borrow::Cow::Owned(v)))
+    }
+
+    other!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Field::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for FieldVisitor<bool> {
+    type Value = Field<bool>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Field::Expected(v))
+    }
+
+    other!(visit_str: &str, visit_i64: i64, visit_u64: u64, visit_f64: f64);
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Field::Other)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map)
+    }
+}
+
+fn skip_seq<'de, A: serde::de::SeqAccess<'de>, T>(mut seq: A) -> Result<Field<T>, A::Error> {
+    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+    Ok(Field::Other)
+}
+
+fn skip_map<'de, A: serde::de::MapAccess<'de>, T>(mut map: A) -> Result<Field<T>, A::Error> {
+    while map
+        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+        .is_some()
+    {}
+    Ok(Field::Other)
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Field<std::borrow::Cow<'a, str>> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(
+            match d.deserialize_any(FieldVisitor::<std::borrow::Cow<'de, str>>(
+                std::marker::PhantomData,
+            ))? {
+                Field::Expected(v) => Field::Expected(v),
+                Field::Other => Field::Other,
+            },
+        )
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Field<bool> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(FieldVisitor::<bool>(std::marker::PhantomData))
+    }
 }
 
 /// What the router reads of a request body.
@@ -111,14 +208,14 @@ pub fn read_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead<'_>, Api
     };
     let model = match peek.model {
         Some(Field::Expected(m)) => m,
-        Some(Field::Other(_)) => {
+        Some(Field::Other) => {
             return Err(ApiError::invalid_param("model", "`model` must be a string"));
         }
         None => return Err(ApiError::invalid_param("model", "`model` is required")),
     };
     let stream = match peek.stream {
         Some(Field::Expected(s)) => s,
-        Some(Field::Other(_)) => {
+        Some(Field::Other) => {
             return Err(ApiError::invalid_param(
                 "stream",
                 "`stream` must be a boolean",
@@ -141,7 +238,7 @@ pub struct Served {
     /// The response.
     pub response: Response<Body>,
     /// Deployment id that answered.
-    pub deployment: Option<String>,
+    pub deployment: Option<HeaderValue>,
     /// Attempts made.
     pub attempts: u32,
 }
@@ -274,14 +371,14 @@ pub async fn serve(
     let settings = router.settings();
     // An error an upstream gave names the deployment that gave it in
     // `x-modelgate-deployment` (and so in the metrics), as an answer does.
-    let upstream_error = |error: ApiError, attempts, id: &str| Served {
+    let upstream_error = |error: ApiError, attempts, id: &HeaderValue| Served {
         response: error.into_response_as(dialect),
-        deployment: Some(id.to_owned()),
+        deployment: Some(id.clone()),
         attempts,
     };
     let mut attempts = 0u32;
     let mut last: Option<ApiError> = None;
-    let mut last_from: Option<String> = None;
+    let mut last_from: Option<HeaderValue> = None;
     let mut planned: Vec<usize> = steps.iter().map(|(g, _)| *g).collect();
     let mut context_fallbacks_used = false;
     // Tokens estimated for rate limits, computed once when a deployment has a tpm limit.
@@ -354,7 +451,7 @@ pub async fn serve(
                     target.state.record_success(started.elapsed());
                     return Served {
                         response,
-                        deployment: Some(target.spec.id.clone()),
+                        deployment: Some(target.id_header.clone()),
                         attempts,
                     };
                 }
@@ -365,7 +462,7 @@ pub async fn serve(
                     );
                     unfit.push(t);
                     last = Some(f.error);
-                    last_from = Some(target.spec.id.clone());
+                    last_from = Some(target.id_header.clone());
                 }
                 Err(f) if f.retryable => {
                     let cooled = target.state.record_failure(
@@ -380,7 +477,7 @@ pub async fn serve(
                         "attempt failed: {}", f.error.message
                     );
                     last = Some(f.error);
-                    last_from = Some(target.spec.id.clone());
+                    last_from = Some(target.id_header.clone());
                 }
                 Err(f) if f.error.is_context_window() && !context_fallbacks_used => {
                     context_fallbacks_used = true;
@@ -399,19 +496,19 @@ pub async fn serve(
                         }
                     }
                     if next.is_empty() {
-                        return upstream_error(f.error, attempts, &target.spec.id);
+                        return upstream_error(f.error, attempts, &target.id_header);
                     }
                     planned.extend(next.iter().map(|(g, _)| *g));
                     steps = next;
                     last = Some(f.error);
-                    last_from = Some(target.spec.id.clone());
+                    last_from = Some(target.id_header.clone());
                     break;
                 }
                 Err(f) => {
                     target
                         .state
                         .observe_refusal(f.error.status, &router.table.version);
-                    return upstream_error(f.error, attempts, &target.spec.id);
+                    return upstream_error(f.error, attempts, &target.id_header);
                 }
             }
         }
@@ -526,7 +623,7 @@ async fn serve_pinned(
                 target.state.record_success(started.elapsed());
                 break Served {
                     response,
-                    deployment: Some(target.spec.id.clone()),
+                    deployment: Some(target.id_header.clone()),
                     attempts,
                 };
             }
@@ -549,7 +646,7 @@ async fn serve_pinned(
         if !retryable {
             break Served {
                 response: error.into_response_as(Dialect::OpenAi),
-                deployment: Some(target.spec.id.clone()),
+                deployment: Some(target.id_header.clone()),
                 attempts,
             };
         }
@@ -688,11 +785,14 @@ async fn attempt(
         };
         drop(guard);
         if !parts.status.is_success() {
-            return Err(Failure::of(legs.error(
-                parts.status,
-                &parts.headers,
-                &bytes,
-                retry_after(&parts.headers),
+            return Err(Failure::of(crate::health::redact_error(
+                legs.error(
+                    parts.status,
+                    &parts.headers,
+                    &bytes,
+                    retry_after(&parts.headers),
+                ),
+                target,
             )));
         }
         if reservation.is_counted()
@@ -744,11 +844,14 @@ async fn attempt(
                 Ok(r) => r?,
                 Err(_) => Bytes::new(),
             };
-        return Err(Failure::of(legs.error(
-            parts.status,
-            &parts.headers,
-            &bytes,
-            retry_after(&parts.headers),
+        return Err(Failure::of(crate::health::redact_error(
+            legs.error(
+                parts.status,
+                &parts.headers,
+                &bytes,
+                retry_after(&parts.headers),
+            ),
+            target,
         )));
     }
     let mut translator: Option<Box<dyn StreamTranslator>> = if endpoint == Endpoint::Responses {
@@ -1150,16 +1253,18 @@ fn tokio_stream_from(
     .boxed()
 }
 
-fn connect_failure(e: hyper_util::client::legacy::Error) -> Failure {
+fn connect_failure(e: crate::client::RequestError) -> Failure {
     Failure::retryable(ApiError::bad_gateway(format!(
         "upstream connection failed: {e}"
     )))
 }
 
-async fn read_upstream(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
+async fn read_upstream(body: UpstreamBody, limit: usize) -> Result<Bytes, Failure> {
     let limited = http_body_util::Limited::new(body, limit);
     limited.collect().await.map(|c| c.to_bytes()).map_err(|e| {
-        if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+        if e.downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
             return Failure::retryable(ApiError::bad_gateway(format!(
                 "the upstream's answer is larger than the gateway's limit of {limit} bytes"
             )));
@@ -1186,4 +1291,79 @@ fn copy_content_type(from: &HeaderMap, to: &mut HeaderMap, default: &'static str
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static(default));
     to.insert(header::CONTENT_TYPE, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(body: &str) -> Result<(String, bool), (u16, Option<String>, String)> {
+        read_head(Endpoint::Chat, body.as_bytes())
+            .map(|h| (h.model.into_owned(), h.stream))
+            .map_err(|e| (e.status.as_u16(), e.param.clone(), e.message.clone()))
+    }
+
+    #[test]
+    fn model_and_stream_are_read_and_the_rest_skipped() {
+        assert_eq!(
+            head(r#"{"messages":[{"role":"user","content":"hi"}],"model":"gpt","stream":true}"#),
+            Ok(("gpt".into(), true))
+        );
+        assert_eq!(
+            head(r#"{"model":"g\"p\u0074"}"#),
+            Ok(("g\"pt".into(), false))
+        );
+        assert_eq!(
+            head(r#"{"model":"m","stream":null,"x":{"a":[1,2,{"b":null}]}}"#),
+            Ok(("m".into(), false))
+        );
+    }
+
+    #[test]
+    fn a_borrowed_model_is_not_copied() {
+        let body = br#"{"model":"plain"}"#;
+        let h = read_head(Endpoint::Chat, body).expect("valid");
+        assert!(matches!(h.model, std::borrow::Cow::Borrowed("plain")));
+    }
+
+    #[test]
+    fn wrong_types_name_their_parameter() {
+        for body in [
+            r#"{"model":1}"#,
+            r#"{"model":true}"#,
+            r#"{"model":["a"]}"#,
+            r#"{"model":{"a":"b"}}"#,
+        ] {
+            let (status, param, _) = head(body).expect_err(body);
+            assert_eq!((status, param.as_deref()), (400, Some("model")), "{body}");
+        }
+        for body in [
+            r#"{"model":"m","stream":"yes"}"#,
+            r#"{"model":"m","stream":1}"#,
+            r#"{"model":"m","stream":[true]}"#,
+            r#"{"model":"m","stream":{}}"#,
+        ] {
+            let (status, param, _) = head(body).expect_err(body);
+            assert_eq!((status, param.as_deref()), (400, Some("stream")), "{body}");
+        }
+        for body in [r#"{}"#, r#"{"model":null}"#] {
+            let (status, param, _) = head(body).expect_err(body);
+            assert_eq!((status, param.as_deref()), (400, Some("model")), "{body}");
+        }
+    }
+
+    #[test]
+    fn broken_json_is_a_400() {
+        for body in [
+            "",
+            "{",
+            r#"{"model":"m""#,
+            "[1]",
+            "\"m\"",
+            r#"{"model":"m",}"#,
+        ] {
+            let (status, _, _) = head(body).expect_err(body);
+            assert_eq!(status, 400, "{body}");
+        }
+    }
 }

@@ -376,7 +376,7 @@ pub async fn by_id(
         None => String::new(),
     };
     let uri = match &target.provider {
-        Provider::OpenAi { base } => {
+        Provider::OpenAi { base, .. } => {
             let q = query.map(|q| format!("?{q}")).unwrap_or_default();
             format!("{base}/responses/{}{tail}{q}", percent_encode(&upstream))
         }

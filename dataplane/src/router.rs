@@ -18,6 +18,10 @@ use modelgate_dataplane_api::{
 use crate::limits::{Counters, Limiter};
 use crate::providers::Provider;
 
+/// A map looked up on the request path: foldhash, not SipHash (keys come from the
+/// routing table or are matched against it, so flooding is not a concern).
+pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Live state of one deployment, kept across table swaps.
 #[derive(Debug, Default)]
 pub struct DeploymentState {
@@ -237,6 +241,8 @@ pub struct Target {
     pub api_key: Option<SecretValue>,
     /// Live state.
     pub state: Arc<DeploymentState>,
+    /// Its id as the `x-modelgate-deployment` header value, made once.
+    pub id_header: http::HeaderValue,
 }
 
 /// A model group.
@@ -280,9 +286,9 @@ pub struct Router {
     pub targets: Vec<Target>,
     /// Groups by index.
     pub groups: Vec<GroupRt>,
-    group_index: HashMap<String, usize>,
+    group_index: FastMap<String, usize>,
     /// Aliases by name.
-    pub aliases: HashMap<String, AliasRt>,
+    pub aliases: FastMap<String, AliasRt>,
     /// Deployments left out, with why.
     pub skipped: Vec<Skipped>,
     /// The master key clients must send.
@@ -321,11 +327,14 @@ impl Router {
                 .and_then(|(c, key)| table.credential_value(c, key))
                 .cloned();
             let state = registry.get(&d.id);
+            let id_header = http::HeaderValue::from_str(&d.id)
+                .unwrap_or_else(|_| http::HeaderValue::from_static("invalid-id"));
             targets.push(Target {
                 spec: d,
                 provider,
                 api_key,
                 state,
+                id_header,
             });
         }
         let by_id: HashMap<&str, usize> = targets
@@ -334,7 +343,8 @@ impl Router {
             .map(|(i, t)| (t.spec.id.as_str(), i))
             .collect();
         let mut groups = Vec::with_capacity(table.groups.len());
-        let mut group_index = HashMap::with_capacity(table.groups.len());
+        let mut group_index =
+            FastMap::with_capacity_and_hasher(table.groups.len(), Default::default());
         for g in &table.groups {
             let mut members: Vec<usize> = g
                 .deployments
@@ -351,7 +361,8 @@ impl Router {
                 members,
             });
         }
-        let mut aliases = HashMap::with_capacity(table.aliases.len());
+        let mut aliases =
+            FastMap::with_capacity_and_hasher(table.aliases.len(), Default::default());
         for a in &table.aliases {
             let targets: Vec<(usize, String, f64)> = a
                 .targets

@@ -33,6 +33,15 @@ use crate::providers::Endpoint;
 use crate::proxy;
 use crate::tls::ReloadingTls;
 
+/// Response headers set on every answer (names made once, not parsed per request).
+pub const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+/// The deployment that answered.
+pub const X_MODELGATE_DEPLOYMENT: http::HeaderName =
+    http::HeaderName::from_static("x-modelgate-deployment");
+/// Attempts made.
+pub const X_MODELGATE_ATTEMPTS: http::HeaderName =
+    http::HeaderName::from_static("x-modelgate-attempts");
+
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -377,7 +386,9 @@ async fn connection<IO, H, F>(
 {
     let request_timeout = limits.request_timeout;
     let svc = service_fn(move |req| {
-        let answer = handler(req);
+        // Boxed once here: the handler's state machine is large, and hyper moves the
+        // service future it is given.
+        let answer = Box::pin(handler(req));
         async move {
             let Some(limit) = request_timeout else {
                 return Ok::<_, Infallible>(answer.await);
@@ -430,12 +441,22 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 /// The request id: the client's `x-request-id`, or a new one.
 fn request_id(headers: &HeaderMap) -> HeaderValue {
     headers
-        .get("x-request-id")
+        .get(X_REQUEST_ID)
         .filter(|v| !v.is_empty() && v.len() <= 128)
         .cloned()
         .unwrap_or_else(|| {
-            let id = format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..));
-            HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+            // 128 random bits in hex, without the formatting machinery (every request).
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut id = [0u8; 32];
+            for (half, bits) in [fastrand::u64(..), fastrand::u64(..)]
+                .into_iter()
+                .enumerate()
+            {
+                for i in 0..16 {
+                    id[half * 16 + i] = HEX[((bits >> (60 - 4 * i)) & 0xf) as usize];
+                }
+            }
+            HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
         })
 }
 
@@ -467,7 +488,7 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
 pub async fn public(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
     let id = request_id(req.headers());
     let mut resp = public_inner(&app, req).await;
-    resp.headers_mut().insert("x-request-id", id);
+    resp.headers_mut().insert(X_REQUEST_ID, id);
     resp
 }
 
@@ -530,7 +551,7 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
         )
         .await;
         if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
-            resp.headers_mut().insert("x-modelgate-deployment", id);
+            resp.headers_mut().insert(X_MODELGATE_DEPLOYMENT, id);
         }
         return resp;
     }
@@ -557,16 +578,23 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
                     .into_response_as(dialect);
             }
         };
-        let served = proxy::serve(router, &app.client, endpoint, &parts.headers, body).await;
+        // Boxed: the proxy's state machine is kilobytes, and every future that holds it
+        // inline (this one, the metrics wrapper, the timeout, hyper's slot) would be
+        // copied whole each time it moves.
+        let served = Box::pin(proxy::serve(
+            router,
+            &app.client,
+            endpoint,
+            &parts.headers,
+            body,
+        ))
+        .await;
         let mut resp = served.response;
         let headers = resp.headers_mut();
-        if let Some(id) = served
-            .deployment
-            .and_then(|d| HeaderValue::from_str(&d).ok())
-        {
-            headers.insert("x-modelgate-deployment", id);
+        if let Some(id) = served.deployment {
+            headers.insert(X_MODELGATE_DEPLOYMENT, id);
         }
-        headers.insert("x-modelgate-attempts", HeaderValue::from(served.attempts));
+        headers.insert(X_MODELGATE_ATTEMPTS, HeaderValue::from(served.attempts));
         return resp;
     }
     if method != Method::GET {

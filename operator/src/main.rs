@@ -10,6 +10,10 @@ use modelgate_operator::compile::{self, Severity};
 use modelgate_operator::manifests::Manifests;
 use modelgate_operator::{controller, import, local};
 
+/// jemalloc, as in the data-plane binary: `operator local` serves the data plane in-process.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "modelgate-operator",

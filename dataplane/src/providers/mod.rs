@@ -112,6 +112,8 @@ pub enum Provider {
     OpenAi {
         /// API base, e.g. `https://api.openai.com/v1`.
         base: String,
+        /// The endpoints' URIs under `base`, parsed once.
+        uris: Box<openai::Uris>,
     },
     /// Azure OpenAI.
     Azure {
@@ -136,15 +138,15 @@ impl Provider {
     /// needs (a base, an API version, a region).
     pub fn for_deployment(d: &Deployment, table: &RoutingTable) -> Option<Provider> {
         match d.provider.as_str() {
-            "openai" => Some(Provider::OpenAi {
-                base: d
-                    .api_base
-                    .clone()
-                    .unwrap_or_else(|| openai::DEFAULT_BASE.to_owned()),
-            }),
-            "openai-compatible" => Some(Provider::OpenAi {
-                base: d.api_base.clone()?,
-            }),
+            "openai" | "openai-compatible" => {
+                let base = match (&d.api_base, d.provider.as_str()) {
+                    (Some(base), _) => base.clone(),
+                    (None, "openai") => openai::DEFAULT_BASE.to_owned(),
+                    (None, _) => return None,
+                };
+                let uris = Box::new(openai::Uris::new(&base));
+                Some(Provider::OpenAi { base, uris })
+            }
             "azure" => Some(Provider::Azure {
                 base: d.api_base.clone()?,
                 api_version: d.api_version.clone()?,
@@ -210,7 +212,9 @@ impl Provider {
             return b.request(upstream_model, stream, body, &extra);
         }
         let mut req = match self {
-            Provider::OpenAi { base } => openai::request(base, api_key, endpoint, body)?,
+            Provider::OpenAi { base, uris } => {
+                openai::request(base, uris, api_key, endpoint, body)?
+            }
             Provider::Azure { base, api_version } => {
                 azure::request(base, api_version, api_key, endpoint, upstream_model, body)?
             }
