@@ -15,7 +15,7 @@ use http::Method;
 use modelgate_testkit::anthropic_upstream::AnthropicUpstream;
 use modelgate_testkit::http::{json_request, raw_request, with_header};
 use modelgate_testkit::{
-    Alias, Client, Dep, Manifest, MockUpstream, Secret, TempDir, binary, compile_ok, ms,
+    Alias, Client, Dep, Manifest, MockUpstream, Reply, Secret, TempDir, binary, compile_ok, ms,
 };
 use serde_json::json;
 
@@ -165,7 +165,12 @@ async fn traffic(client: &Client, base: &str) -> String {
         assert_eq!(r.status, want, "{}", r.text());
         seen.push_str(&format!("{:?}\n{}\n", r.headers, r.text()));
     }
-    // Streams: whole, and one whose upstream fails mid-way.
+    // The key the upstream echoed was cut out of the error the client got.
+    assert!(
+        seen.contains("Incorrect API key provided: [redacted]."),
+        "the echoing upstream was reached: {seen}"
+    );
+    // Streams.
     let mut s = client
         .stream(post("/v1/chat/completions", chat("chat", true)))
         .await;
@@ -239,8 +244,15 @@ fn stop(mut child: Child) {
 async fn upstreams() -> (MockUpstream, MockUpstream, MockUpstream, AnthropicUpstream) {
     let openai = MockUpstream::start("openai").await;
     openai.require_key(OPENAI_KEY);
+    // An upstream that echoes the key it refuses (OpenAI echoes a masked form; a
+    // self-hosted server may echo it whole).
     let refusing = MockUpstream::start("refusing").await;
-    refusing.require_key("sk-the-upstream-wants-another");
+    refusing.set(Reply::fail(401).error_body(json!({"error": {
+        "message": format!("Incorrect API key provided: {WRONG_KEY}."),
+        "type": "invalid_request_error",
+        "param": null,
+        "code": "invalid_api_key",
+    }})));
     let azure = MockUpstream::start("azure").await;
     azure.require_key(AZURE_KEY);
     let anthropic = AnthropicUpstream::start("anthropic").await;
