@@ -475,3 +475,55 @@ async fn killing_redis_degrades_to_local_shares_with_zero_failed_requests() {
     let resps = burst(&client, &fleet, "tight", 40).await;
     assert_eq!(admitted(&resps), 20, "2 pods x a share of 10");
 }
+
+/// Streams to a tpm-limited OpenAI-family deployment ask the upstream for usage when the
+/// client did not, strip that chunk from the client's stream, and count the reported tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_counted_by_reported_usage_stripped_unless_asked() {
+    use modelgate_testkit::Gateway;
+    let up = MockUpstream::start("up").await;
+    let m = Manifest::new()
+        .with(Dep::new("a", "chat", &up).spec_field("limits", json!({"tpm": 1_000_000})));
+    let gw = Gateway::with(&m).await;
+
+    let mut sse = gw.client.stream(gw.stream_request("chat")).await;
+    assert_eq!(sse.status, 200);
+    let events = sse.read_to_end(Duration::from_secs(10)).await.to_vec();
+    assert!(events.last().is_some_and(|e| e.is_done()), "{events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.json().get("usage").is_none_or(Value::is_null)),
+        "the usage chunk the client did not ask for reached it: {events:?}"
+    );
+    let asked = &up.requests()[0];
+    assert_eq!(asked.json()["stream_options"]["include_usage"], true);
+
+    // The client asks: the upstream's usage chunk reaches it.
+    let mut body = chat_body("chat");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let req = Request::post(gw.url("/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .expect("request");
+    let mut sse = gw.client.stream(req).await;
+    let events = sse.read_to_end(Duration::from_secs(10)).await.to_vec();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.json()["usage"]["total_tokens"].as_u64().is_some()),
+        "{events:?}"
+    );
+
+    // Both streams were counted by their reported usage (12 tokens each), not by the
+    // estimate (the prompt's characters / 4).
+    let router = gw.app.router().expect("a table");
+    let t = &router.targets[0];
+    let usage = router.limiter.usage_ratio(&t.spec.limits, &t.state.limits);
+    assert!(
+        (usage - 24.0 / 1_000_000.0).abs() < 1e-12,
+        "tokens counted: {}",
+        usage * 1_000_000.0
+    );
+}
