@@ -28,6 +28,7 @@ pub mod providers;
 pub mod proxy;
 pub mod responses;
 pub mod router;
+pub mod rt;
 pub mod server;
 pub mod sse;
 pub mod table;

@@ -24,6 +24,10 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
     about = "Modelgate's data plane"
 )]
 struct Args {
+    /// Runtime worker threads; by default the CPUs the process may use (its affinity and
+    /// CPU quota). With one, a single-threaded runtime serves everything.
+    #[arg(long, env = "MODELGATE_WORKER_THREADS")]
+    worker_threads: Option<std::num::NonZeroUsize>,
     /// Address of the OpenAI API.
     #[arg(long, default_value = "0.0.0.0:4000", env = "MODELGATE_LISTEN")]
     listen: SocketAddr,
@@ -86,10 +90,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = modelgate_dataplane::rt::worker_threads(args.worker_threads);
+    let runtime = match modelgate_dataplane::rt::build(threads) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("modelgate-dataplane: cannot start the runtime: {e}");

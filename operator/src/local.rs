@@ -41,6 +41,10 @@ pub struct LocalArgs {
     /// The data plane's hardening limits, as `modelgate-dataplane` takes them.
     #[command(flatten)]
     pub limits: modelgate_dataplane::hardening::LimitArgs,
+    /// Runtime worker threads; by default the CPUs the process may use. With one, a
+    /// single-threaded runtime serves everything.
+    #[arg(long, env = "MODELGATE_WORKER_THREADS")]
+    pub worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// Reads and compiles the manifests; prints every diagnostic to stderr. Fails when the

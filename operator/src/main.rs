@@ -98,9 +98,8 @@ fn run_local(args: local::LocalArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let threads = modelgate_dataplane::rt::worker_threads(args.worker_threads);
+    let runtime = modelgate_dataplane::rt::build(threads)?;
     runtime.block_on(local::run(args))?;
     Ok(ExitCode::SUCCESS)
 }
