@@ -6,7 +6,8 @@
 //! - streaming: a failure before the first byte is retried invisibly; after it the client
 //!   gets one OpenAI-shaped error event and no faked `[DONE]`;
 //! - every error a client sees is OpenAI-shaped with the right status;
-//! - memory stays bounded (the data-plane binary's RSS while huge answers go through);
+//! - memory stays bounded (the data-plane binary's RSS while a huge stream goes through and
+//!   a huge answer meets the answer-size limit);
 //! - cooldowns and recovery follow the settings (short real timeouts here; the cooldown
 //!   arithmetic itself is unit tested on an injected clock in `dataplane/tests/router.rs`).
 
@@ -483,6 +484,7 @@ async fn the_binarys_memory_stays_bounded_under_huge_and_broken_answers() {
         &Manifest::new()
             .with(
                 Dep::at("huge", "huge", "openai-compatible", &huge.openai_base())
+                    .retries(0)
                     .request_timeout("30s")
                     .first_byte_timeout("10s")
                     .idle_timeout("10s"),
@@ -508,6 +510,7 @@ async fn the_binarys_memory_stays_bounded_under_huge_and_broken_answers() {
             .arg(dir.path().join("token"))
             .arg("--table-file")
             .arg(&table_file)
+            .args(["--max-upstream-answer-bytes", &(8u64 << 20).to_string()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -567,6 +570,21 @@ async fn the_binarys_memory_stays_bounded_under_huge_and_broken_answers() {
         received >= 64 << 20 && done,
         "only {received} bytes arrived"
     );
+    // A 64 MiB answer against the 8 MiB answer limit: a clear 502, nothing held.
+    huge.set(Fault::Huge(64 << 20));
+    let r = client
+        .send(modelgate_testkit::http::json_request(
+            http::Method::POST,
+            &url,
+            &modelgate_testkit::chat_body("huge"),
+        ))
+        .await;
+    assert_eq!(r.status, 502, "{:.300}", r.text());
+    let e = r.openai_error();
+    assert!(
+        e["message"].as_str().is_some_and(|m| m.contains("limit")),
+        "{e}"
+    );
     for fault in [
         Fault::ResetMidBody(1),
         Fault::CloseMidBody(1),
@@ -590,10 +608,11 @@ async fn the_binarys_memory_stays_bounded_under_huge_and_broken_answers() {
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
     let end = rss_kib(pid);
     eprintln!("data plane RSS: {start} KiB at start, {peak} KiB at most, {end} KiB at the end");
-    // A stream is never held whole: 64 MiB go through in a few MiB.
+    // A stream is never held whole (64 MiB go through in a few MiB), and an answer is
+    // held only up to the limit.
     assert!(
         peak < start + 32 * 1024,
-        "RSS rose from {start} KiB to {peak} KiB while 64 MiB streamed through"
+        "RSS rose from {start} KiB to {peak} KiB while 64 MiB streamed through and a 64 MiB answer was refused"
     );
     assert!(
         end < start + 32 * 1024,
