@@ -422,10 +422,12 @@ async fn health_reports_say_why_and_under_which_table() {
         )
         .with(
             // The mock lists models to anyone: a chat probe meets the key check.
-            Dep::new("bad", "other", &bad).key("keys", "wrong").spec_field(
-                "healthCheck",
-                json!({"enabled": true, "interval": "1s", "timeout": "1s", "probe": "chat"}),
-            ),
+            Dep::new("bad", "other", &bad)
+                .key("keys", "wrong")
+                .spec_field(
+                    "healthCheck",
+                    json!({"enabled": true, "interval": "1s", "timeout": "1s", "probe": "chat"}),
+                ),
         )
         // Three names reach `good`: still one check per interval.
         .with(Alias::new("alias-one").target("chat", 1))
@@ -483,7 +485,10 @@ async fn health_reports_say_why_and_under_which_table() {
         assert!(!text.contains(key), "a key in /health: {text}");
     }
     let h = h.json();
-    assert_eq!((&h["healthy_count"], &h["unhealthy_count"]), (&json!(1), &json!(1)));
+    assert_eq!(
+        (&h["healthy_count"], &h["unhealthy_count"]),
+        (&json!(1), &json!(1))
+    );
     assert_eq!(h["table_version"], table.version);
     let row = &h["unhealthy_endpoints"][0];
     assert_eq!(row["id"], "default/bad");
@@ -492,7 +497,10 @@ async fn health_reports_say_why_and_under_which_table() {
     assert_eq!(row["consecutive_failures"], 0);
     let row = &h["healthy_endpoints"][0];
     assert_eq!(row["id"], "default/good");
-    assert!(row["latency_ms"].is_u64() && row["last_check_ms"].is_u64(), "{row}");
+    assert!(
+        row["latency_ms"].is_u64() && row["last_check_ms"].is_u64(),
+        "{row}"
+    );
     let text = serde_json::to_string(&report().await).expect("json");
     for key in [GOOD, WRONG] {
         assert!(!text.contains(key), "a key in the health report: {text}");
