@@ -383,6 +383,8 @@ pub async fn serve(
     let mut context_fallbacks_used = false;
     // Tokens estimated for rate limits, computed once when a deployment has a tpm limit.
     let mut estimate: Option<u64> = None;
+    // The earliest a deployment that refused a reservation may be tried again.
+    let mut limited_for: Option<Duration> = None;
     while let Some((g, group_model)) = steps.pop_front() {
         let mut tried: Vec<usize> = Vec::new();
         let mut unfit: Vec<usize> = Vec::new();
@@ -416,7 +418,8 @@ pub async fn serve(
             // like one that cannot take the request (no retry used, no cooldown).
             let reservation = match reserve(&router, t, &body, &mut estimate).await {
                 Ok(r) => r,
-                Err(()) => {
+                Err(wait) => {
+                    limited_for = Some(limited_for.map_or(wait, |w| w.min(wait)));
                     tried.push(t);
                     unfit.push(t);
                     continue;
@@ -565,14 +568,22 @@ pub async fn serve(
     match (last, last_from) {
         (Some(error), Some(id)) => upstream_error(error, attempts, &id),
         (error, _) => fail(
-            // Nothing was tried: every deployment is at its concurrency limit.
-            error.unwrap_or_else(|| {
-                ApiError::rate_limited(
+            // Nothing was tried: every deployment is at a rate limit (a request larger
+            // than what is left of a tpm window) or at its concurrency limit.
+            error.unwrap_or_else(|| match limited_for {
+                Some(wait) => ApiError::rate_limited(
+                    format!(
+                        "every deployment of `{model}` is at its rate limit; retry after {}s",
+                        wait.as_secs_f64().ceil().max(1.0)
+                    ),
+                    Some(wait),
+                ),
+                None => ApiError::rate_limited(
                     format!(
                         "every deployment of `{model}` is at its concurrency limit; retry shortly"
                     ),
                     Some(Duration::from_secs(1)),
-                )
+                ),
             }),
             attempts,
         ),
@@ -1012,7 +1023,7 @@ async fn reserve(
     t: usize,
     body: &Bytes,
     estimate: &mut Option<u64>,
-) -> Result<Reservation, ()> {
+) -> Result<Reservation, Duration> {
     let target = &router.targets[t];
     let limits = &target.spec.limits;
     let tokens = match limits.tpm {
@@ -1037,6 +1048,7 @@ async fn reserve(
                 retry_after_ms = denied.retry_after.as_millis() as u64,
                 "deployment at its rate limit"
             );
+            denied.retry_after
         })
 }
 

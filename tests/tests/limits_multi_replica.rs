@@ -527,3 +527,44 @@ async fn streams_are_counted_by_reported_usage_stripped_unless_asked() {
         usage * 1_000_000.0
     );
 }
+
+/// A request whose estimate (prompt characters / 4 + `max_tokens`) would overrun what is
+/// left of the tpm window is not sent: 429 with the window's reset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_that_would_overrun_tpm_is_not_sent() {
+    use modelgate_testkit::Gateway;
+    let up = MockUpstream::start("up").await;
+    let m =
+        Manifest::new().with(Dep::new("a", "chat", &up).spec_field("limits", json!({"tpm": 100})));
+    let gw = Gateway::with(&m).await;
+    let send = |max_tokens: u64| {
+        let mut body = chat_body("chat");
+        body["max_tokens"] = json!(max_tokens);
+        gw.client.send(
+            Request::post(gw.url("/v1/chat/completions"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body.to_string())))
+                .expect("request"),
+        )
+    };
+    // Alone in the window: sent; the upstream reports 12 tokens, which replace the estimate.
+    assert_eq!(send(90).await.status, 200);
+    // 12 + 90 and more would overrun 100.
+    let r = send(90).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let e = r.openai_error();
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("rate limit")),
+        "{e}"
+    );
+    let retry: u64 = r
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(up.count(), 1, "the second request was not sent");
+    // A small request still fits.
+    assert_eq!(send(10).await.status, 200);
+}
