@@ -412,12 +412,7 @@ async fn answer(stream: &TcpStream, shared: &Arc<Shared>, req: Request) -> After
             "invalid_request_error",
             None,
         );
-        return write_or_close(
-            stream,
-            &head(404, "application/json", Some(body.len()), &[]),
-            &body,
-        )
-        .await;
+        return write_json(stream, shared, 404, &body, &[]).await;
     }
     let (fault, chunks, chunk_delay) = {
         let mut s = shared.script();
@@ -442,13 +437,7 @@ async fn answer(stream: &TcpStream, shared: &Arc<Shared>, req: Request) -> After
                 write_stream(stream, shared, &answer.events(), chunk_delay).await
             } else {
                 let body = answer.completion("");
-                write_counted(
-                    stream,
-                    shared,
-                    &head(200, "application/json", Some(body.len()), &[]),
-                    &body,
-                )
-                .await
+                write_json(stream, shared, 200, &body, &[]).await
             };
             if matches!(after, After::KeepAlive) {
                 shared.counts().answered += 1;
@@ -463,12 +452,7 @@ async fn answer(stream: &TcpStream, shared: &Arc<Shared>, req: Request) -> After
                 _ => "server_error",
             };
             let body = error_body(&format!("fault upstream says {status}"), kind, None);
-            write_or_close(
-                stream,
-                &head(status, "application/json", Some(body.len()), &[]),
-                &body,
-            )
-            .await
+            write_json(stream, shared, status, &body, &[]).await
         }
         Fault::RateLimited(retry_after) => {
             let body = error_body(
@@ -478,12 +462,7 @@ async fn answer(stream: &TcpStream, shared: &Arc<Shared>, req: Request) -> After
             );
             let extra = retry_after.map(|s| ("retry-after", s.to_string()));
             let extra: Vec<(&str, String)> = extra.into_iter().collect();
-            write_or_close(
-                stream,
-                &head(429, "application/json", Some(body.len()), &extra),
-                &body,
-            )
-            .await
+            write_json(stream, shared, 429, &body, &extra).await
         }
         Fault::HangBeforeHeaders => {
             wait_for_close(stream).await;
@@ -530,13 +509,7 @@ async fn answer(stream: &TcpStream, shared: &Arc<Shared>, req: Request) -> After
                     "{{\"id\": \"chatcmpl-{}\", \"object\": \"chat.completion\", \"choices\": [{{\"message\": ",
                     shared.name
                 ));
-                write_counted(
-                    stream,
-                    shared,
-                    &head(200, "application/json", Some(body.len()), &[]),
-                    &body,
-                )
-                .await
+                write_json(stream, shared, 200, &body, &[]).await
             }
         }
         Fault::BrokenSse => {
@@ -719,6 +692,18 @@ async fn write_or_close(stream: &TcpStream, head: &[u8], body: &[u8]) -> After {
         Ok(()) => After::KeepAlive,
         Err(_) => After::Close,
     }
+}
+
+/// A whole JSON answer (`Content-Length`) with this status.
+async fn write_json(
+    stream: &TcpStream,
+    shared: &Shared,
+    status: u16,
+    body: &[u8],
+    extra: &[(&str, String)],
+) -> After {
+    let h = head(status, "application/json", Some(body.len()), extra);
+    write_counted(stream, shared, &h, body).await
 }
 
 async fn write_counted(stream: &TcpStream, shared: &Shared, head: &[u8], body: &[u8]) -> After {
