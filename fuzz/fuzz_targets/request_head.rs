@@ -58,10 +58,7 @@ fuzz_target!(|data: &[u8]| {
         match pin(router, &Bytes::copy_from_slice(data), &head.model) {
             Ok(Some(p)) => {
                 assert!(p.target < router.targets.len());
-                let group = router
-                    .groups
-                    .iter()
-                    .find(|g| g.members.contains(&p.target));
+                let group = router.groups.iter().find(|g| g.members.contains(&p.target));
                 assert!(group.is_some(), "pinned to a deployment in no group");
                 serde_json::from_slice::<Value>(&p.body).expect("a pinned body is JSON");
             }

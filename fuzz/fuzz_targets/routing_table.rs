@@ -49,7 +49,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(gate.offer_json(&bytes).is_ok(), valid);
     // The same push again is accepted as unchanged.
     if valid {
-        let (accepted, _) = gate.offer_json(&bytes).expect("a repeated push is accepted");
+        let (accepted, _) = gate
+            .offer_json(&bytes)
+            .expect("a repeated push is accepted");
         assert!(!accepted.changed);
         serve(decoded);
     }
