@@ -28,6 +28,8 @@ use super::Exceeded;
 pub const IN_FLIGHT_TTL: Duration = Duration::from_secs(30);
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Least time between two connection attempts (a dead Redis is not hammered).
+const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
 const RESERVE: &str = r"
 local t = redis.call('TIME')
@@ -147,6 +149,8 @@ pub struct Shared {
     client: redis::Client,
     conn: ArcSwapOption<MultiplexedConnection>,
     connecting: AtomicBool,
+    /// When the last connection attempt started.
+    last_attempt: Mutex<Option<std::time::Instant>>,
     /// Not asked before then (ms since the epoch, the limiter's clock).
     down_until: AtomicU64,
     pod: String,
@@ -180,6 +184,7 @@ impl Shared {
             client,
             conn: ArcSwapOption::empty(),
             connecting: AtomicBool::new(false),
+            last_attempt: Mutex::new(None),
             down_until: AtomicU64::new(0),
             pod,
             held: Mutex::new(HashMap::new()),
@@ -215,6 +220,15 @@ impl Shared {
     fn connect(self: &Arc<Self>) {
         if self.conn.load().is_some() || self.connecting.swap(true, Ordering::AcqRel) {
             return;
+        }
+        {
+            let mut last = self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
+            let now = std::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < RECONNECT_EVERY) {
+                self.connecting.store(false, Ordering::Release);
+                return;
+            }
+            *last = Some(now);
         }
         let Ok(handle) = tokio::runtime::Handle::try_current() else {
             self.connecting.store(false, Ordering::Release);
