@@ -86,7 +86,9 @@ async fn check_forever(router: Arc<Router>, i: usize, client: HttpClient, permit
     let interval = Duration::from_millis(target.spec.health_check.interval_ms.max(1000));
     let version: Arc<str> = Arc::from(router.table.version.as_str());
     schedule(interval, permits, || async {
-        let mut health = check(target, &client).await;
+        // Boxed: the probe's state machine is kilobytes and lives only while it runs;
+        // inline, every one of a large table's sleeping check tasks would hold it.
+        let mut health = Box::pin(check(target, &client)).await;
         health.table_version = Some(Arc::clone(&version));
         if health.healthy == Some(false) {
             tracing::warn!(

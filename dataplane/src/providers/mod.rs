@@ -113,7 +113,7 @@ pub enum Provider {
         /// API base, e.g. `https://api.openai.com/v1`.
         base: String,
         /// The endpoints' URIs under `base`, parsed once.
-        uris: Box<openai::Uris>,
+        uris: openai::Uris,
     },
     /// Azure OpenAI.
     Azure {
@@ -144,8 +144,10 @@ impl Provider {
                     (None, "openai") => openai::DEFAULT_BASE.to_owned(),
                     (None, _) => return None,
                 };
-                let uris = Box::new(openai::Uris::new(&base));
-                Some(Provider::OpenAi { base, uris })
+                Some(Provider::OpenAi {
+                    base,
+                    uris: openai::Uris::default(),
+                })
             }
             "azure" => Some(Provider::Azure {
                 base: d.api_base.clone()?,

@@ -14,36 +14,35 @@ use crate::errors::ApiError;
 /// OpenAI's public API base.
 pub const DEFAULT_BASE: &str = "https://api.openai.com/v1";
 
-/// The upstream URIs of one deployment, parsed once when the table is installed (a URI
-/// parse per request is measurable on the proxy's hot path).
-#[derive(Clone, Debug)]
-pub struct Uris {
-    chat: Option<http::Uri>,
-    completions: Option<http::Uri>,
-    embeddings: Option<http::Uri>,
-    responses: Option<http::Uri>,
-}
+/// The upstream URIs of one deployment, parsed on first use and kept (a URI parse per
+/// request is measurable on the proxy's hot path; parsing every deployment's up front
+/// would cost memory for deployments that never see traffic).
+#[derive(Clone, Debug, Default)]
+pub struct Uris(std::sync::OnceLock<Box<[Option<http::Uri>; 4]>>);
 
 impl Uris {
-    /// The URIs under `base`; one that does not parse is reported when used.
-    pub fn new(base: &str) -> Self {
-        let at = |e: Endpoint| http::Uri::try_from(format!("{base}{}", e.path())).ok();
-        Self {
-            chat: at(Endpoint::Chat),
-            completions: at(Endpoint::Completions),
-            embeddings: at(Endpoint::Embeddings),
-            responses: at(Endpoint::Responses),
-        }
-    }
-
-    fn get(&self, endpoint: Endpoint) -> Option<&http::Uri> {
-        match endpoint {
-            Endpoint::Chat => self.chat.as_ref(),
-            Endpoint::Completions => self.completions.as_ref(),
-            Endpoint::Embeddings => self.embeddings.as_ref(),
-            Endpoint::Responses => self.responses.as_ref(),
-            Endpoint::Messages => None,
-        }
+    /// The URI of `endpoint` under `base`; `None` when it does not parse (reported by the
+    /// caller) or the endpoint is not OpenAI's.
+    fn get(&self, base: &str, endpoint: Endpoint) -> Option<&http::Uri> {
+        let i = match endpoint {
+            Endpoint::Chat => 0,
+            Endpoint::Completions => 1,
+            Endpoint::Embeddings => 2,
+            Endpoint::Responses => 3,
+            Endpoint::Messages => return None,
+        };
+        let all = self.0.get_or_init(|| {
+            Box::new(
+                [
+                    Endpoint::Chat,
+                    Endpoint::Completions,
+                    Endpoint::Embeddings,
+                    Endpoint::Responses,
+                ]
+                .map(|e| http::Uri::try_from(format!("{base}{}", e.path())).ok()),
+            )
+        });
+        all[i].as_ref()
     }
 }
 
@@ -55,7 +54,7 @@ pub fn request(
     endpoint: Endpoint,
     body: Bytes,
 ) -> Result<Request<Full<Bytes>>, ApiError> {
-    let uri = match uris.get(endpoint) {
+    let uri = match uris.get(base, endpoint) {
         Some(uri) => uri.clone(),
         None => http::Uri::try_from(format!("{base}{}", endpoint.path()))
             .map_err(|e| bad_url(http::Error::from(e)))?,
