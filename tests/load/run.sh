@@ -20,7 +20,7 @@
 # CPU layout (LAYOUT=split, the default, on a 2-CPU machine):
 #   CPU 0: loadgen (one runtime thread) + fast-upstream (one runtime thread)
 #   CPU 1: the proxy under test, alone — nginx with 1 worker process, or Modelgate, whose
-#          tokio runtime sizes itself from the CPUs it may use (1 worker thread)
+#          runtime sizes itself from the CPUs it may use (one: a current-thread runtime)
 # Each proxy gets one whole core and the same neighbours, so the comparison is per core.
 # LAYOUT=float pins nothing (nginx `worker_processes auto`, Modelgate 2 runtime threads):
 # everything competes for both CPUs, as on a busy node.
