@@ -738,6 +738,22 @@ async fn attempt(
             stream,
             drop_params: router.settings().drop_params,
         };
+        // A translated OpenAI chat stream counted against a limit: the translator emits the
+        // usage chunk (every provider reports usage) when the body asks for it, and the
+        // chunk is stripped from the client's stream unless the client asked too.
+        let asked;
+        let body = if stream && endpoint == Endpoint::Chat && reservation.is_counted() {
+            match crate::limits::with_include_usage(body) {
+                Some(b) => {
+                    strip_usage = true;
+                    asked = b;
+                    &asked
+                }
+                None => body,
+            }
+        } else {
+            body
+        };
         legs.request(&cx, body).map_err(|error| Failure {
             error,
             retryable: false,

@@ -670,3 +670,58 @@ async fn health_checks_list_models_with_the_key() {
     let health = gw.get("/health").await.json();
     assert!(healthy, "{health}");
 }
+
+/// A translated stream to a tpm-limited deployment is counted by the usage the provider
+/// reported: the translator is asked for the usage chunk, which is stripped from the
+/// client's stream unless the client asked for it too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translated_streams_are_counted_by_reported_usage() {
+    let up = AnthropicUpstream::start("a").await;
+    up.require_key(KEY);
+    let gw = Gateway::with(
+        &Manifest::new().with(secret()).with(
+            claude("claude", "claude", &up)
+                .info("maxOutputTokens", json!(2048))
+                .retries(0)
+                .spec_field("limits", json!({"tpm": 1_000_000})),
+        ),
+    )
+    .await;
+    let stream = |include_usage: Option<bool>| {
+        let mut body = json!({
+            "model": "claude",
+            "stream": true,
+            "messages": [{"role": "user", "content": "Say hello."}]
+        });
+        if let Some(asked) = include_usage {
+            body["stream_options"] = json!({"include_usage": asked});
+        }
+        json_request(Method::POST, &gw.url("/v1/chat/completions"), &body)
+    };
+    let usage_of = |sse: &modelgate_testkit::Sse| -> Option<u64> {
+        events(sse)
+            .iter()
+            .find_map(|e| e["usage"]["total_tokens"].as_u64())
+    };
+
+    // Not asked: no usage chunk reaches the client, the stream still ends with [DONE].
+    let mut sse = gw.client.stream(stream(None)).await;
+    assert_eq!(sse.status, 200);
+    sse.read_to_end(WAIT).await;
+    assert!(sse.events.last().is_some_and(|e| e.is_done()));
+    assert_eq!(usage_of(&sse), None, "a usage chunk nobody asked for");
+
+    // Asked: it does.
+    let mut sse = gw.client.stream(stream(Some(true))).await;
+    sse.read_to_end(WAIT).await;
+    let total = usage_of(&sse).expect("the usage chunk the client asked for");
+
+    // Both streams were counted by that usage, not by the prompt estimate.
+    let router = gw.app.router().expect("a table");
+    let t = &router.targets[0];
+    let counted = router.limiter.usage_ratio(&t.spec.limits, &t.state.limits) * 1_000_000.0;
+    assert!(
+        (counted - 2.0 * total as f64).abs() < 1e-6,
+        "counted {counted} tokens, reported {total} per stream"
+    );
+}
