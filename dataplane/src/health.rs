@@ -86,6 +86,25 @@ async fn check_forever(router: Arc<Router>, i: usize, client: HttpClient, permit
     let interval = Duration::from_millis(target.spec.health_check.interval_ms.max(1000));
     let version: Arc<str> = Arc::from(router.table.version.as_str());
     schedule(interval, permits, || async {
+        // With Redis, one pod of the fleet probes each deployment per interval and the
+        // others take its verdict; without it (or when Redis fails), every pod probes.
+        let shared = router.limiter.redis_now();
+        let mut claimed = false;
+        if let Some(redis) = &shared {
+            let hold = interval.mul_f64(0.8).as_millis() as u64;
+            match tokio::time::timeout(REDIS_TIMEOUT, redis.claim_probe(&target.spec.id, hold))
+                .await
+            {
+                Ok(Ok(true)) => claimed = true,
+                Ok(Ok(false)) => {
+                    if let Some(health) = fleet_verdict(redis, &target.spec.id).await {
+                        target.state.set_health(health);
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
         // Boxed: the probe's state machine is kilobytes and lives only while it runs;
         // inline, every one of a large table's sleeping check tasks would hold it.
         let mut health = Box::pin(check(target, &client)).await;
@@ -98,9 +117,66 @@ async fn check_forever(router: Arc<Router>, i: usize, client: HttpClient, permit
                 "health check failed"
             );
         }
+        if let (Some(redis), true) = (&shared, claimed) {
+            let verdict = SharedVerdict::of(&health).to_json();
+            let ttl = interval.mul_f64(2.5).as_millis() as u64;
+            let publish = redis.publish_health(&target.spec.id, &verdict, ttl);
+            if tokio::time::timeout(REDIS_TIMEOUT, publish).await.is_err() {
+                tracing::debug!(deployment = %target.spec.id, "health verdict not shared: Redis timed out");
+            }
+        }
         target.state.set_health(health);
     })
     .await;
+}
+
+/// How long a health check waits for Redis before deciding alone.
+const REDIS_TIMEOUT: Duration = crate::limits::REDIS_TIMEOUT;
+
+/// A verdict as pods share it through Redis (no secrets: the reason is already redacted).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedVerdict {
+    healthy: Option<bool>,
+    reason: Option<String>,
+    last_check_ms: Option<u64>,
+    latency_ms: Option<u64>,
+    code: Option<HealthReason>,
+    table_version: Option<String>,
+}
+
+impl SharedVerdict {
+    fn of(h: &Health) -> Self {
+        Self {
+            healthy: h.healthy,
+            reason: h.reason.clone(),
+            last_check_ms: h.last_check_ms,
+            latency_ms: h.latency_ms,
+            code: h.code,
+            table_version: h.table_version.as_deref().map(str::to_owned),
+        }
+    }
+
+    fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Another pod's fresh verdict on `id`, if Redis has one.
+async fn fleet_verdict(redis: &crate::limits::redis::Shared, id: &str) -> Option<Health> {
+    let json = tokio::time::timeout(REDIS_TIMEOUT, redis.shared_health(id))
+        .await
+        .ok()?
+        .ok()??;
+    let v: SharedVerdict = serde_json::from_str(&json).ok()?;
+    Some(Health {
+        healthy: v.healthy,
+        reason: v.reason,
+        last_check_ms: v.last_check_ms,
+        latency_ms: v.latency_ms,
+        code: v.code,
+        source: Some(HealthSource::Fleet),
+        table_version: v.table_version.map(Arc::from),
+    })
 }
 
 /// Runs `probe` forever: first after a random delay within `interval` (at most

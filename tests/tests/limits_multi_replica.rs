@@ -568,3 +568,58 @@ async fn a_request_that_would_overrun_tpm_is_not_sent() {
     // A small request still fits.
     assert_eq!(send(10).await.status, 200);
 }
+
+/// With Redis, a deployment is probed once per interval across the fleet: one pod claims
+/// each round's check and the others take its verdict (reported with source `fleet`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_checks_are_shared_through_redis() {
+    let redis = Redis::start();
+    let up = MockUpstream::start("up").await;
+    let client = Client::new();
+    let dir = TempDir::new("health-redis");
+    let (secret, settings) = redis_settings(&redis, "simple-shuffle");
+    let m = Manifest::new()
+        .with(Dep::new("probed", "probed", &up).spec_field(
+            "healthCheck",
+            json!({"enabled": true, "interval": "1s", "timeout": "1s", "probe": "models-list"}),
+        ))
+        .with(secret)
+        .settings(settings);
+    let fleet = start_fleet(3, &table(&m), &dir).await;
+    wait_for_redis(&client, &fleet, "ok").await;
+    // Let the first (randomly spread) round pass, then count probes over a while.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let probes = || {
+        up.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/models"))
+            .count()
+    };
+    let before = probes();
+    let span = Duration::from_secs(6);
+    tokio::time::sleep(span).await;
+    let probed = probes() - before;
+    // Three pods probing alone would make ~18 (one a second each); shared, one pod a
+    // round: at most ~7 (rounds start at slightly different times on each pod, so a
+    // claim may lapse just before another pod's round: a margin of 3).
+    assert!(
+        (1..=9).contains(&probed),
+        "{probed} probes in {span:?} from 3 pods sharing checks"
+    );
+    // Every pod knows the deployment is healthy; at least one from another pod's check.
+    let mut sources = Vec::new();
+    for dp in &fleet {
+        let req = Request::get(format!("http://{}/v1/health-report", dp.admin))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let report = client.send(req).await.json();
+        let d = &report["deployments"][0];
+        assert_eq!(d["healthy"], true, "{report}");
+        sources.push(d["source"].as_str().unwrap_or("").to_owned());
+    }
+    assert!(
+        sources.iter().any(|s| s == "fleet"),
+        "no pod took another's verdict: {sources:?}"
+    );
+}

@@ -97,6 +97,9 @@ pub enum HealthSource {
     Check,
     /// A request from a client (a passive check).
     Traffic,
+    /// Another pod's active check, shared through Redis (the deployment is probed once
+    /// per interval across the fleet).
+    Fleet,
     /// A source this build does not know.
     #[serde(other)]
     Other,

@@ -220,6 +220,13 @@ impl Limiter {
             .is_some_and(|r| r.usable(self.clock.now_ms()))
     }
 
+    /// The Redis connection, when one is configured and usable now (health checks share
+    /// their verdicts through it).
+    pub fn redis_now(&self) -> Option<Arc<redis::Shared>> {
+        let now = self.clock.now_ms();
+        self.redis.load_full().filter(|r| r.usable(now))
+    }
+
     /// Uses Redis at `url` for shared counters (`None`: none). A new table with the same URL
     /// keeps the connection.
     pub fn configure_redis(&self, url: Option<&str>) {

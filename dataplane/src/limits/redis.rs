@@ -307,6 +307,52 @@ impl Shared {
         })
     }
 
+    /// Claims the health check of deployment `id` for the next `hold_ms`: true when this
+    /// pod is to probe it now (no other pod claimed it within that time).
+    pub async fn claim_probe(&self, id: &str, hold_ms: u64) -> Result<bool, RedisError> {
+        let conn = self.conn.load_full().ok_or(RedisError::NotConnected)?;
+        let mut conn = (*conn).clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(format!("mg:probe:{id}"))
+            .arg(&self.pod)
+            .arg("NX")
+            .arg("PX")
+            .arg(hold_ms.max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+
+    /// Publishes this pod's verdict on deployment `id` (JSON) for `ttl_ms`.
+    pub async fn publish_health(
+        &self,
+        id: &str,
+        verdict: &str,
+        ttl_ms: u64,
+    ) -> Result<(), RedisError> {
+        let conn = self.conn.load_full().ok_or(RedisError::NotConnected)?;
+        let mut conn = (*conn).clone();
+        let () = redis::cmd("SET")
+            .arg(format!("mg:health:{id}"))
+            .arg(verdict)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The latest verdict on deployment `id` another pod published, if still fresh.
+    pub async fn shared_health(&self, id: &str) -> Result<Option<String>, RedisError> {
+        let conn = self.conn.load_full().ok_or(RedisError::NotConnected)?;
+        let mut conn = (*conn).clone();
+        let verdict: Option<String> = redis::cmd("GET")
+            .arg(format!("mg:health:{id}"))
+            .query_async(&mut conn)
+            .await?;
+        Ok(verdict)
+    }
+
     /// Counts one request of this pod in flight at `id` (its key is refreshed meanwhile).
     pub fn hold(&self, id: &str) {
         if let Ok(mut h) = self.held.lock() {
