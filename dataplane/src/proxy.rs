@@ -79,24 +79,41 @@ enum Field<T> {
     Other,
 }
 
-/// Visits any JSON value: `Expected` when `pick` takes it, `Other` (skipped whole)
-/// otherwise.
+/// Visits any JSON value: `Expected` for the type the field wants, `Other` (skipped
+/// whole) for anything else.
 struct FieldVisitor<T>(std::marker::PhantomData<T>);
 
-macro_rules! other {
-    ($($name:ident: $ty:ty),*) => {$(
-        fn $name<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+/// The visitor methods that make a value `Other`: the scalars named, and always null,
+/// arrays and objects (skipped without being buffered).
+macro_rules! anything_else {
+    ($($name:ident: $ty:ty),*) => {
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        $(
+            fn $name<E: serde::de::Error>(self, _: $ty) -> Result<Self::Value, E> {
+                Ok(Field::Other)
+            }
+        )*
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
             Ok(Field::Other)
         }
-    )*};
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(Field::Other)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(Field::Other)
+        }
+    };
 }
 
 impl<'de> serde::de::Visitor<'de> for FieldVisitor<std::borrow::Cow<'de, str>> {
     type Value = Field<std::borrow::Cow<'de, str>>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
 
     fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
         Ok(Field::Expected(std::borrow::Cow::Borrowed(v)))
@@ -110,64 +127,24 @@ impl<'de> serde::de::Visitor<'de> for FieldVisitor<std::borrow::Cow<'de, str>> {
         Ok(Field::Expected(std::borrow::Cow::Owned(v)))
     }
 
-    other!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Field::Other)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        skip_seq(seq)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map)
-    }
+    anything_else!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
 }
 
 impl<'de> serde::de::Visitor<'de> for FieldVisitor<bool> {
     type Value = Field<bool>;
 
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("any JSON value")
-    }
-
     fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
         Ok(Field::Expected(v))
     }
 
-    other!(visit_str: &str, visit_i64: i64, visit_u64: u64, visit_f64: f64);
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Field::Other)
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
-        skip_seq(seq)
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        skip_map(map)
-    }
-}
-
-fn skip_seq<'de, A: serde::de::SeqAccess<'de>, T>(mut seq: A) -> Result<Field<T>, A::Error> {
-    while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-    Ok(Field::Other)
-}
-
-fn skip_map<'de, A: serde::de::MapAccess<'de>, T>(mut map: A) -> Result<Field<T>, A::Error> {
-    while map
-        .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-        .is_some()
-    {}
-    Ok(Field::Other)
+    anything_else!(visit_str: &str, visit_i64: i64, visit_u64: u64, visit_f64: f64);
 }
 
 impl<'de: 'a, 'a> serde::Deserialize<'de> for Field<std::borrow::Cow<'a, str>> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(
-            match d.deserialize_any(FieldVisitor::<std::borrow::Cow<'de, str>>(
-                std::marker::PhantomData,
-            ))? {
-                Field::Expected(v) => Field::Expected(v),
-                Field::Other => Field::Other,
-            },
-        )
+        d.deserialize_any(FieldVisitor::<std::borrow::Cow<'de, str>>(
+            std::marker::PhantomData,
+        ))
     }
 }
 
