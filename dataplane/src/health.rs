@@ -118,7 +118,7 @@ async fn check_forever(router: Arc<Router>, i: usize, client: HttpClient, permit
             );
         }
         if let (Some(redis), true) = (&shared, claimed) {
-            let verdict = SharedVerdict::of(&health).to_json();
+            let verdict = serde_json::to_string(&health).unwrap_or_default();
             let ttl = interval.mul_f64(2.5).as_millis() as u64;
             let publish = redis.publish_health(&target.spec.id, &verdict, ttl);
             if tokio::time::timeout(REDIS_TIMEOUT, publish).await.is_err() {
@@ -133,49 +133,16 @@ async fn check_forever(router: Arc<Router>, i: usize, client: HttpClient, permit
 /// How long a health check waits for Redis before deciding alone.
 const REDIS_TIMEOUT: Duration = crate::limits::REDIS_TIMEOUT;
 
-/// A verdict as pods share it through Redis (no secrets: the reason is already redacted).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct SharedVerdict {
-    healthy: Option<bool>,
-    reason: Option<String>,
-    last_check_ms: Option<u64>,
-    latency_ms: Option<u64>,
-    code: Option<HealthReason>,
-    table_version: Option<String>,
-}
-
-impl SharedVerdict {
-    fn of(h: &Health) -> Self {
-        Self {
-            healthy: h.healthy,
-            reason: h.reason.clone(),
-            last_check_ms: h.last_check_ms,
-            latency_ms: h.latency_ms,
-            code: h.code,
-            table_version: h.table_version.as_deref().map(str::to_owned),
-        }
-    }
-
-    fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
 /// Another pod's fresh verdict on `id`, if Redis has one.
 async fn fleet_verdict(redis: &crate::limits::redis::Shared, id: &str) -> Option<Health> {
     let json = tokio::time::timeout(REDIS_TIMEOUT, redis.shared_health(id))
         .await
         .ok()?
         .ok()??;
-    let v: SharedVerdict = serde_json::from_str(&json).ok()?;
+    let health: Health = serde_json::from_str(&json).ok()?;
     Some(Health {
-        healthy: v.healthy,
-        reason: v.reason,
-        last_check_ms: v.last_check_ms,
-        latency_ms: v.latency_ms,
-        code: v.code,
         source: Some(HealthSource::Fleet),
-        table_version: v.table_version.map(Arc::from),
+        ..health
     })
 }
 

@@ -44,8 +44,9 @@ struct Failures {
     consecutive: u32,
 }
 
-/// The latest health of a deployment.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+/// The latest health of a deployment (serialized as pods share it through Redis; the
+/// reason is already redacted).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Health {
     /// `None` until first checked.
     pub healthy: Option<bool>,
