@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use modelgate_dataplane::providers::Translator;
 use modelgate_dataplane::providers::bedrock::converse::{
-    self, StreamDecoder, StreamError, chat_request, chat_response,
+    self, StreamDecoder, StreamError, chat_request,
 };
 use modelgate_dataplane::providers::bedrock::eventstream::{
     self, Decoder, EventStreamError, Header, HeaderValue as EsValue, Message,
@@ -23,7 +23,7 @@ use modelgate_dataplane::providers::bedrock::sigv4::{
     self, Credentials, Settings, SigningParams, UriEncoding, VerifyError,
 };
 use modelgate_dataplane::providers::bedrock::{self, default_base, url};
-use modelgate_dataplane::providers::gemini::shared::{ChatOptions, TranslateError};
+use modelgate_dataplane::providers::gemini::shared::{ChatOptions, TranslateError, parse_chat};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -58,6 +58,33 @@ fn normalize(v: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(normalize),
         _ => {}
     }
+}
+
+/// A translated request: its body (as JSON) and what was dropped.
+#[derive(Debug)]
+struct Out {
+    body: Value,
+    dropped: Vec<String>,
+}
+
+/// Reads `bytes` as the adapter does, then translates it.
+fn translate_bytes(bytes: &[u8], options: &ChatOptions) -> Result<Out, TranslateError> {
+    let parsed = parse_chat(bytes)?;
+    let t = chat_request(&parsed, options)?;
+    Ok(Out {
+        body: serde_json::to_value(&t.body).expect("json"),
+        dropped: t.dropped,
+    })
+}
+
+fn translate(input: &Value, options: &ChatOptions) -> Result<Out, TranslateError> {
+    translate_bytes(&serde_json::to_vec(input).expect("json"), options)
+}
+
+/// An answer translated, read back as JSON.
+fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+    let bytes = converse::chat_response(body, model, 1_700_000_000)?;
+    Ok(serde_json::from_slice(&bytes).expect("the answer is JSON"))
 }
 
 fn golden(name: &str, actual: &Value) {
@@ -769,13 +796,10 @@ proptest! {
 
 #[test]
 fn chat_request_golden() {
-    let input = read_json("chat_request.openai.json");
-    let t = chat_request(&input, &ChatOptions::default()).expect("translate");
+    let input = read("chat_request.openai.json");
+    let t = translate_bytes(&input, &ChatOptions::default()).expect("translate");
     assert!(t.dropped.is_empty());
-    golden(
-        "chat_request.converse.json",
-        &serde_json::to_value(&t.body).expect("json"),
-    );
+    golden("chat_request.converse.json", &t.body);
 }
 
 #[test]
@@ -787,7 +811,7 @@ fn unsupported_params_are_refused_or_dropped() {
         "response_format": {"type": "json_object"},
         "presence_penalty": 0.5,
     });
-    let err = chat_request(&input, &ChatOptions::default()).expect_err("refused");
+    let err = translate(&input, &ChatOptions::default()).expect_err("refused");
     assert!(
         matches!(err, TranslateError::Unsupported { ref param, .. } if param == "presence_penalty")
     );
@@ -795,13 +819,13 @@ fn unsupported_params_are_refused_or_dropped() {
         drop_params: true,
         default_max_tokens: Some(4096),
     };
-    let t = chat_request(&input, &options).expect("dropped");
+    let t = translate(&input, &options).expect("dropped");
     assert_eq!(
         t.dropped,
         ["presence_penalty", "seed", "n", "response_format"]
     );
     assert_eq!(
-        serde_json::to_value(&t.body).expect("json"),
+        t.body,
         json!({
             "messages": [{"role": "user", "content": [{"text": "hi"}]}],
             "inferenceConfig": {"maxTokens": 4096}
@@ -815,8 +839,8 @@ fn tool_choice_none() {
         json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]);
     // Without tool history, "none" is expressed by offering no tools.
     let input = json!({"messages": [{"role": "user", "content": "hi"}], "tools": tools, "tool_choice": "none"});
-    let t = chat_request(&input, &ChatOptions::default()).expect("translate");
-    assert!(t.body.tool_config.is_none());
+    let t = translate(&input, &ChatOptions::default()).expect("translate");
+    assert!(t.body.get("toolConfig").is_none());
     // With tool calls in the history Converse needs the tools, and has no "none".
     let input = json!({
         "messages": [
@@ -828,10 +852,10 @@ fn tool_choice_none() {
         "tool_choice": "none"
     });
     assert!(matches!(
-        chat_request(&input, &ChatOptions::default()),
+        translate(&input, &ChatOptions::default()),
         Err(TranslateError::Unsupported { ref param, .. }) if param == "tool_choice"
     ));
-    let dropped = chat_request(
+    let dropped = translate(
         &input,
         &ChatOptions {
             drop_params: true,
@@ -840,7 +864,7 @@ fn tool_choice_none() {
     )
     .expect("dropped");
     assert_eq!(dropped.dropped, ["tool_choice"]);
-    let body = serde_json::to_value(&dropped.body).expect("json");
+    let body = dropped.body;
     assert_eq!(body["toolConfig"]["tools"][0]["toolSpec"]["name"], "f");
     assert!(body["toolConfig"].get("toolChoice").is_none());
 }
@@ -874,7 +898,7 @@ fn invalid_requests_name_the_parameter() {
         (json!({"messages": "hi"}), "messages"),
     ];
     for (input, param) in cases {
-        match chat_request(&input, &ChatOptions::default()) {
+        match translate(&input, &ChatOptions::default()) {
             Err(TranslateError::InvalidParam { param: p, message }) => {
                 assert_eq!(p, param, "{message}");
             }
@@ -1041,4 +1065,115 @@ fn error_mapping() {
     assert_eq!(e.retry_after, Some(Duration::from_secs(2)));
     assert_eq!(e.message, "slow down");
     assert_eq!(converse::error_type(&http::HeaderMap::new()), None);
+}
+
+#[test]
+fn type_errors_name_the_parameter_by_its_path() {
+    let cases: [(&[u8], &str); 4] = [
+        (br#"{"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}"#, "temperature"),
+        (br#"{"messages": [{"role": "user", "content": {"text": "hi"}}]}"#, "messages[0].content"),
+        (
+            br#"{"messages": [{"role": "user", "content": "hi"}], "stop": ["a", 2]}"#,
+            "stop[1]",
+        ),
+        (
+            br#"{"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 5000000000}"#,
+            "max_completion_tokens",
+        ),
+    ];
+    for (body, param) in cases {
+        match translate_bytes(body, &ChatOptions::default()) {
+            Err(TranslateError::InvalidParam { param: p, message }) => {
+                assert_eq!(p, param, "{message}");
+            }
+            other => panic!(
+                "{}: expected an invalid `{param}`, got {other:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+    assert!(matches!(
+        translate_bytes(b"[{\"messages\": []}]", &ChatOptions::default()),
+        Err(TranslateError::InvalidBody(_))
+    ));
+}
+
+#[test]
+fn tool_inputs_results_and_schemas_pass_through_as_written() {
+    let body = br#"{"messages": [
+        {"role": "user", "content": [{"type": "image_url", "image_url": "data:image/jpeg;base64,/9j/"}]},
+        {"role": "assistant", "tool_calls": [
+            {"id": "t1", "type": "function", "function": {"name": "f", "arguments": "{\"z\": 1.50}"}},
+            {"id": "t2", "type": "function", "function": {"name": "f", "arguments": ""}}
+        ]},
+        {"role": "tool", "tool_call_id": "t1", "content": " {\"ok\": true,  \"n\": 2.0} "},
+        {"role": "tool", "tool_call_id": "t2", "content": "not json {"}
+    ],
+    "tools": [
+        {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"z": {"type": "number"}},  "required": ["z"]}}},
+        {"function": {"name": "g"}}
+    ]}"#;
+    let parsed = parse_chat(body).expect("parse");
+    let t = chat_request(&parsed, &ChatOptions::default()).expect("translate");
+    let text = serde_json::to_string(&t.body).expect("json");
+    for expected in [
+        r#"{"image":{"format":"jpeg","source":{"bytes":"/9j/"}}}"#,
+        r#"{"toolUse":{"toolUseId":"t1","name":"f","input":{"z": 1.50}}}"#,
+        r#"{"toolUse":{"toolUseId":"t2","name":"f","input":{}}}"#,
+        r#"{"toolResult":{"toolUseId":"t1","content":[{"json":{"ok": true,  "n": 2.0}}]}}"#,
+        r#"{"toolResult":{"toolUseId":"t2","content":[{"text":"not json {"}]}}"#,
+        r#""inputSchema":{"json":{"type": "object", "properties": {"z": {"type": "number"}},  "required": ["z"]}}"#,
+        r#"{"toolSpec":{"name":"g","inputSchema":{"json":{"type":"object","properties":{}}}}}"#,
+    ] {
+        assert!(text.contains(expected), "{expected} not in {text}");
+    }
+
+    let answer = br#"{"output": {"message": {"role": "assistant", "content": [
+        {"toolUse": {"toolUseId": "u1", "name": "f", "input": {"z": 1.50,  "w": [ ]}}}
+    ]}}, "stopReason": "tool_use"}"#;
+    let out = chat_response(answer, "m").expect("answer");
+    assert_eq!(
+        out["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"],
+        r#"{"z": 1.50,  "w": [ ]}"#
+    );
+    assert_eq!(out["created"], 1_700_000_000);
+    assert!(out.get("usage").is_none());
+}
+
+#[test]
+fn every_unsupported_parameter_is_seen() {
+    let input = json!({
+        "messages": [{"role": "user", "content": "hi"}],
+        "logit_bias": {"1": 1}, "logprobs": true, "top_logprobs": 2, "presence_penalty": 0,
+        "frequency_penalty": 0, "seed": 3, "top_k": 5, "audio": {}, "modalities": ["text"],
+        "prediction": {}, "service_tier": "auto", "reasoning_effort": "low",
+        "web_search_options": {}, "functions": [], "function_call": "none",
+        "parallel_tool_calls": false,
+    });
+    let options = ChatOptions {
+        drop_params: true,
+        ..ChatOptions::default()
+    };
+    let t = translate(&input, &options).expect("dropped");
+    assert_eq!(
+        t.dropped,
+        [
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "presence_penalty",
+            "frequency_penalty",
+            "seed",
+            "top_k",
+            "audio",
+            "modalities",
+            "prediction",
+            "service_tier",
+            "reasoning_effort",
+            "web_search_options",
+            "functions",
+            "function_call",
+            "parallel_tool_calls",
+        ]
+    );
 }

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use http::StatusCode;
-use modelgate_dataplane::providers::gemini::shared::{ChatOptions, TranslateError};
+use modelgate_dataplane::providers::gemini::shared::{ChatOptions, TranslateError, parse_chat};
 use modelgate_dataplane::providers::gemini::stream::{StreamDecoder, StreamError};
 use modelgate_dataplane::providers::gemini::{
-    self, EmbedRequest, EmbeddingEncoding, Operation, chat_request, chat_response,
+    self, EmbedRequest, EmbeddingEncoding, Operation, chat_request,
 };
 use serde_json::{Value, json};
 
@@ -86,16 +86,43 @@ fn to_value(body: &impl serde::Serialize) -> Value {
     serde_json::to_value(body).expect("serialize")
 }
 
+/// A translated request: its body (as JSON) and what was dropped.
+#[derive(Debug)]
+struct Out {
+    body: Value,
+    dropped: Vec<String>,
+}
+
+/// Reads `bytes` as the adapter does, then translates it.
+fn translate_bytes(bytes: &[u8], options: &ChatOptions) -> Result<Out, TranslateError> {
+    let parsed = parse_chat(bytes)?;
+    let t = chat_request(&parsed, options)?;
+    Ok(Out {
+        body: to_value(&t.body),
+        dropped: t.dropped,
+    })
+}
+
+fn translate(input: &Value, options: &ChatOptions) -> Result<Out, TranslateError> {
+    translate_bytes(&serde_json::to_vec(input).expect("json"), options)
+}
+
+/// An answer translated, read back as JSON.
+fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+    let bytes = gemini::chat_response(body, model, 1_700_000_000)?;
+    Ok(serde_json::from_slice(&bytes).expect("the answer is JSON"))
+}
+
 #[test]
 fn chat_request_golden() {
-    let input = read_json("chat_request.openai.json");
-    let t = chat_request(&input, &ChatOptions::default()).expect("translate");
+    let input = read("chat_request.openai.json");
+    let t = translate_bytes(&input, &ChatOptions::default()).expect("translate");
     assert!(t.dropped.is_empty());
-    golden("chat_request.gemini.json", &to_value(&t.body));
+    golden("chat_request.gemini.json", &t.body);
 
-    let input = read_json("json_schema_request.openai.json");
-    let t = chat_request(&input, &ChatOptions::default()).expect("translate");
-    golden("json_schema_request.gemini.json", &to_value(&t.body));
+    let input = read("json_schema_request.openai.json");
+    let t = translate_bytes(&input, &ChatOptions::default()).expect("translate");
+    golden("json_schema_request.gemini.json", &t.body);
 }
 
 #[test]
@@ -105,9 +132,9 @@ fn default_max_tokens_applies_when_the_request_sets_none() {
         default_max_tokens: Some(1024),
         ..ChatOptions::default()
     };
-    let t = chat_request(&input, &options).expect("translate");
+    let t = translate(&input, &options).expect("translate");
     assert_eq!(
-        to_value(&t.body),
+        t.body,
         json!({
             "contents": [{"role": "user", "parts": [{"text": "hi"}]}],
             "generationConfig": {"maxOutputTokens": 1024}
@@ -123,7 +150,7 @@ fn unsupported_params_are_refused_or_dropped() {
         "logprobs": true,
         "parallel_tool_calls": false,
     });
-    let err = chat_request(&input, &ChatOptions::default()).expect_err("refused");
+    let err = translate(&input, &ChatOptions::default()).expect_err("refused");
     assert!(matches!(&err, TranslateError::Unsupported { param, .. } if param == "logit_bias"));
     let api: modelgate_dataplane::errors::ApiError = err.into();
     assert_eq!(api.status, StatusCode::BAD_REQUEST);
@@ -134,10 +161,10 @@ fn unsupported_params_are_refused_or_dropped() {
         drop_params: true,
         ..ChatOptions::default()
     };
-    let t = chat_request(&input, &options).expect("dropped");
+    let t = translate(&input, &options).expect("dropped");
     assert_eq!(t.dropped, ["logit_bias", "logprobs", "parallel_tool_calls"]);
     assert_eq!(
-        to_value(&t.body),
+        t.body,
         json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
     );
 }
@@ -182,7 +209,7 @@ fn invalid_requests_name_the_parameter() {
         ),
     ];
     for (input, param) in cases {
-        match chat_request(&input, &ChatOptions::default()) {
+        match translate(&input, &ChatOptions::default()) {
             Err(TranslateError::InvalidParam { param: p, message }) => {
                 assert_eq!(p, param, "{message}");
             }
@@ -190,7 +217,7 @@ fn invalid_requests_name_the_parameter() {
         }
     }
     assert!(matches!(
-        chat_request(&json!([1, 2]), &ChatOptions::default()),
+        translate(&json!([1, 2]), &ChatOptions::default()),
         Err(TranslateError::InvalidBody(_))
     ));
 }
@@ -251,8 +278,8 @@ fn thought_signatures_survive_a_round_trip_through_the_client() {
             {"role": "tool", "tool_call_id": message["tool_calls"][1]["id"], "content": "21"},
         ]
     });
-    let t = chat_request(&next, &ChatOptions::default()).expect("translate");
-    let body = to_value(&t.body);
+    let t = translate(&next, &ChatOptions::default()).expect("translate");
+    let body = &t.body;
     assert_eq!(
         body["contents"][1]["parts"][0]["thoughtSignature"],
         "CiQBVKhc7sig"
@@ -492,4 +519,179 @@ fn error_mapping() {
         Some(Duration::from_secs(3)),
     );
     assert_eq!(e.retry_after, Some(Duration::from_secs(3)));
+}
+
+#[test]
+fn image_url_may_be_the_url_itself() {
+    let input = json!({"messages": [{"role": "user", "content": [
+        {"type": "image_url", "image_url": "data:image/png;base64,iVBORw0KGgo="},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.webp"}},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    ]}]});
+    let t = translate(&input, &ChatOptions::default()).expect("translate");
+    assert_eq!(
+        t.body["contents"][0]["parts"],
+        json!([
+            {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo="}},
+            {"fileData": {"mimeType": "image/webp", "fileUri": "https://example.com/a.webp"}},
+            {"inlineData": {"mimeType": "audio/wav", "data": "UklGRg=="}}
+        ])
+    );
+}
+
+#[test]
+fn type_errors_name_the_parameter_by_its_path() {
+    let cases: [(&[u8], &str); 9] = [
+        (br#"{"messages": [{"role": "user", "content": "hi"}], "top_p": "x"}"#, "top_p"),
+        (br#"{"messages": [{"role": "user", "content": 5}]}"#, "messages[0].content"),
+        (
+            br#"{"messages": [{"role": "user", "content": "a"}, {"role": 1, "content": "b"}]}"#,
+            "messages[1].role",
+        ),
+        (
+            br#"{"messages": [{"role": "user", "content": [{"type": "text", "text": 3}]}]}"#,
+            "messages[0].content[0].text",
+        ),
+        (
+            br#"{"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "function": {"name": "f", "arguments": 7}}]}]}"#,
+            "messages[0].tool_calls[0].function.arguments",
+        ),
+        (
+            br#"{"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "function": {"name": 1}}]}"#,
+            "tools[0].function.name",
+        ),
+        (br#"{"messages": [{"role": "user", "content": "hi"}], "seed": 1.5}"#, "seed"),
+        (br#"{"messages": [{"role": "user", "content": "hi"}], "n": 4294967296}"#, "n"),
+        (br#"{"model": "m"}"#, "messages"),
+    ];
+    for (body, param) in cases {
+        match translate_bytes(body, &ChatOptions::default()) {
+            Err(TranslateError::InvalidParam { param: p, message }) => {
+                assert_eq!(p, param, "{message}");
+                let api: modelgate_dataplane::errors::ApiError =
+                    TranslateError::InvalidParam { param: p, message }.into();
+                assert_eq!(api.status, StatusCode::BAD_REQUEST);
+                assert_eq!(api.param.as_deref(), Some(param));
+            }
+            other => panic!(
+                "{}: expected an invalid `{param}`, got {other:?}",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+    for body in [
+        &b"[1, 2]"[..],
+        b"  \"text\"",
+        b"{\"messages\": [",
+        b"{\"messages\": []} trailing",
+        b"",
+    ] {
+        assert!(
+            matches!(
+                translate_bytes(body, &ChatOptions::default()),
+                Err(TranslateError::InvalidBody(_))
+            ),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}
+
+#[test]
+fn arguments_and_tool_results_pass_through_as_written() {
+    // The client's argument text and the tool's JSON result go out byte for byte.
+    let body = br#"{"messages": [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": " {\"z\": 1.50,  \"a\": [1]} "}},
+            {"id": "c2", "type": "function", "function": {"name": "g", "arguments": {"k": "v"}}},
+            {"id": "c3", "type": "function", "function": {"name": "h", "arguments": null}}
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": "{\"t\": 2.50}"},
+        {"role": "tool", "tool_call_id": "c2", "content": [{"type": "text", "text": "{\"u\":"}, {"type": "text", "text": " 1}"}]},
+        {"role": "tool", "tool_call_id": "c3", "content": "plain"},
+        {"role": "function", "name": "legacy", "content": "old style"}
+    ]}"#;
+    let parsed = parse_chat(body).expect("parse");
+    let t = chat_request(&parsed, &ChatOptions::default()).expect("translate");
+    let text = serde_json::to_string(&t.body).expect("json");
+    assert!(
+        text.contains(r#""functionCall":{"name":"f","args":{"z": 1.50,  "a": [1]}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""functionCall":{"name":"g","args":{"k":"v"}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""functionCall":{"name":"h","args":{}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""functionResponse":{"name":"f","response":{"t": 2.50}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""functionResponse":{"name":"g","response":{"u": 1}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""functionResponse":{"name":"h","response":{"content":"plain"}}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""functionResponse":{"name":"legacy","response":{"content":"old style"}}"#),
+        "{text}"
+    );
+
+    // And the model's arguments come back as Gemini wrote them.
+    let answer = br#"{"candidates": [{"content": {"parts": [
+        {"functionCall": {"name": "f", "args": {"z": 1.50, "a":[ 1 ]}}},
+        {"functionCall": {"name": "g"}}
+    ]}, "finishReason": "STOP"}]}"#;
+    let out = chat_response(answer, "m").expect("answer");
+    let calls = &out["choices"][0]["message"]["tool_calls"];
+    assert_eq!(
+        calls[0]["function"]["arguments"],
+        r#"{"z": 1.50, "a":[ 1 ]}"#
+    );
+    assert_eq!(calls[1]["function"]["arguments"], "{}");
+    assert_eq!(out["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(out["created"], 1_700_000_000);
+}
+
+#[test]
+fn every_unsupported_parameter_is_seen() {
+    let input = json!({
+        "messages": [{"role": "user", "content": "hi"}],
+        "logit_bias": {"1": 1}, "logprobs": false, "top_logprobs": 2, "audio": {},
+        "modalities": ["text"], "prediction": {}, "service_tier": "flex",
+        "reasoning_effort": "low", "web_search_options": {}, "functions": [],
+        "function_call": "auto",
+    });
+    let options = ChatOptions {
+        drop_params: true,
+        ..ChatOptions::default()
+    };
+    let t = translate(&input, &options).expect("dropped");
+    assert_eq!(
+        t.dropped,
+        [
+            "logit_bias",
+            "logprobs",
+            "top_logprobs",
+            "audio",
+            "modalities",
+            "prediction",
+            "service_tier",
+            "reasoning_effort",
+            "web_search_options",
+            "functions",
+            "function_call",
+        ]
+    );
+    // `null` is as good as absent.
+    let input =
+        json!({"messages": [{"role": "user", "content": "hi"}], "logit_bias": null, "seed": null});
+    assert!(translate(&input, &ChatOptions::default()).is_ok());
 }

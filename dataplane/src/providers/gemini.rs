@@ -24,22 +24,25 @@ pub mod stream;
 pub mod wire;
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::Full;
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 
 use self::shared::{
     ChatOptions, ContentPart, ToolChoice, TranslateError, Translated, Unsupported, Usage,
 };
 use self::wire::{
     Blob, Content, FileData, FunctionCall, FunctionCallingConfig, FunctionDeclaration,
-    FunctionResponse, GenerateContentRequest, GenerateContentResponse, GenerationConfig, Mode,
-    Part, PartData, Role, Tool, ToolConfig,
+    FunctionResponse, FunctionResult, GenerateContentRequest, GenerateContentResponse,
+    GenerationConfig, Mode, Part, PartData, Role, Tool, ToolConfig,
 };
+use super::openai::wire::{self as openai, ChatRequestIn, MessageIn};
 use super::percent_encode;
 use crate::errors::ApiError;
 
@@ -124,27 +127,28 @@ pub fn http_request(
         .map_err(|e| ApiError::internal(format!("cannot build the upstream request: {e}")))
 }
 
-/// An OpenAI chat request (the parsed body) as a `generateContent` request.
+/// An OpenAI chat request ([`shared::parse_chat`] reads the body) as a `generateContent`
+/// request, borrowing from it.
 ///
 /// Parameters Gemini cannot take are refused with [`TranslateError::Unsupported`], or
 /// dropped and listed in [`Translated::dropped`] when `options.drop_params` is on.
 pub fn chat_request<'a>(
-    body: &'a Value,
+    req: &'a ChatRequestIn<'a>,
     options: &ChatOptions,
 ) -> Result<Translated<GenerateContentRequest<'a>>, TranslateError> {
-    let obj = shared::object(body)?;
-    let messages = shared::messages(obj)?;
+    let messages = shared::messages(req)?;
     let mut unsupported = Unsupported::new(options, PROVIDER);
-    unsupported.present(obj, UNSUPPORTED)?;
-    if obj.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+    unsupported.present(req, UNSUPPORTED)?;
+    if req.parallel_tool_calls == Some(false) {
         unsupported.param("parallel_tool_calls")?;
     }
 
-    let names = shared::tool_names(messages);
+    // Built on the first tool message only (most requests have none).
+    let mut names: Option<HashMap<&'a str, &'a str>> = None;
     let mut system: Vec<Part<'a>> = Vec::new();
     let mut contents: Vec<Content<'a>> = Vec::new();
     for (i, m) in messages.iter().enumerate() {
-        let (role, parts) = match shared::role(m, i)? {
+        let (role, parts) = match m.role.as_ref() {
             "system" | "developer" => {
                 system.extend(shared::text_parts(m, i)?.into_iter().map(Part::text));
                 continue;
@@ -153,6 +157,7 @@ pub fn chat_request<'a>(
             "assistant" => (Role::Model, assistant_parts(m, i)?),
             "tool" => {
                 let id = shared::tool_call_id(m, i)?;
+                let names = names.get_or_insert_with(|| shared::tool_names(messages));
                 let name = names.get(id).copied().ok_or_else(|| {
                     TranslateError::param(
                         format!("messages[{i}].tool_call_id"),
@@ -162,7 +167,7 @@ pub fn chat_request<'a>(
                 (Role::User, vec![function_response(m, i, name)?])
             }
             "function" => {
-                let name = m.get("name").and_then(Value::as_str).ok_or_else(|| {
+                let name = m.name.as_deref().ok_or_else(|| {
                     TranslateError::param(format!("messages[{i}].name"), "must be a string")
                 })?;
                 (Role::User, vec![function_response(m, i, name)?])
@@ -193,14 +198,13 @@ pub fn chat_request<'a>(
         ));
     }
 
-    let tools = shared::function_tools(obj)?;
+    let tools = shared::function_tools(req)?;
     let mut declarations = Vec::with_capacity(tools.len());
     for (i, t) in tools.iter().enumerate() {
         let parameters = match t.parameters {
-            Some(p) if has_properties(p) => Some(schema::clean(p).map_err(|e| {
-                TranslateError::param(format!("tools[{i}].function.parameters"), e.to_string())
-            })?),
-            _ => None,
+            Some(raw) => parameters(raw)
+                .map_err(|e| TranslateError::param(format!("tools[{i}].function.parameters"), e))?,
+            None => None,
         };
         declarations.push(FunctionDeclaration {
             name: t.name,
@@ -208,7 +212,7 @@ pub fn chat_request<'a>(
             parameters,
         });
     }
-    let tool_config = shared::tool_choice(obj)?.map(|choice| {
+    let tool_config = shared::tool_choice(req)?.map(|choice| {
         let (mode, allowed) = match choice {
             ToolChoice::Auto => (Mode::Auto, Vec::new()),
             ToolChoice::None => (Mode::None, Vec::new()),
@@ -224,25 +228,19 @@ pub fn chat_request<'a>(
     });
 
     let mut generation_config = GenerationConfig {
-        temperature: shared::number(obj, "temperature")?,
-        top_p: shared::number(obj, "top_p")?,
+        temperature: req.temperature,
+        top_p: req.top_p,
         // Not OpenAI's, but vLLM's and Anthropic's: clients of mixed aliases send it.
-        top_k: shared::count(obj, "top_k")?,
-        max_output_tokens: shared::max_tokens(obj, options)?,
-        stop_sequences: shared::stop(obj)?,
-        candidate_count: shared::count(obj, "n")?,
-        presence_penalty: shared::number(obj, "presence_penalty")?,
-        frequency_penalty: shared::number(obj, "frequency_penalty")?,
-        seed: match obj.get("seed") {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(
-                v.as_i64()
-                    .ok_or_else(|| TranslateError::param("seed", "must be an integer"))?,
-            ),
-        },
+        top_k: shared::fit_u32(req.top_k, "top_k")?,
+        max_output_tokens: shared::max_tokens(req, options)?,
+        stop_sequences: shared::stop(req),
+        candidate_count: shared::fit_u32(req.n, "n")?,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        seed: req.seed,
         ..GenerationConfig::default()
     };
-    response_format(obj, &mut generation_config, &mut unsupported)?;
+    response_format(req, &mut generation_config, &mut unsupported)?;
 
     Ok(Translated {
         body: GenerateContentRequest {
@@ -265,8 +263,18 @@ pub fn chat_request<'a>(
     })
 }
 
-/// True for a schema with at least one property (Gemini refuses an object schema
-/// without properties; a function without parameters has none).
+/// A tool's parameters schema for Gemini: cleaned ([`schema::clean`]), or none for a
+/// schema without properties (Gemini refuses an object schema without properties; a
+/// function without parameters has none).
+fn parameters(raw: &RawValue) -> Result<Option<Value>, String> {
+    let schema: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
+    if !has_properties(&schema) {
+        return Ok(None);
+    }
+    schema::clean(&schema).map(Some).map_err(|e| e.to_string())
+}
+
+/// True for a schema with at least one property (or a reference or union to resolve).
 fn has_properties(schema: &Value) -> bool {
     schema
         .get("properties")
@@ -278,23 +286,26 @@ fn has_properties(schema: &Value) -> bool {
 
 /// `response_format` to `responseMimeType` / `responseSchema`.
 fn response_format(
-    obj: &Map<String, Value>,
+    req: &ChatRequestIn<'_>,
     config: &mut GenerationConfig<'_>,
     unsupported: &mut Unsupported<'_>,
 ) -> Result<(), TranslateError> {
-    let Some(format) = obj.get("response_format").filter(|v| !v.is_null()) else {
+    let Some(format) = &req.response_format else {
         return Ok(());
     };
-    match format.get("type").and_then(Value::as_str) {
-        Some("text") => {}
-        Some("json_object") => config.response_mime_type = Some("application/json"),
-        Some("json_schema") => {
+    match format.r#type.as_ref() {
+        "text" => {}
+        "json_object" => config.response_mime_type = Some("application/json"),
+        "json_schema" => {
             config.response_mime_type = Some("application/json");
-            if let Some(s) = format.pointer("/json_schema/schema") {
-                match schema::clean(s) {
-                    Ok(cleaned) => config.response_schema = Some(cleaned),
+            if let Some(raw) = format.json_schema.as_ref().and_then(|j| j.schema) {
+                let cleaned = serde_json::from_str::<Value>(raw.get())
+                    .ok()
+                    .and_then(|s| schema::clean(&s).ok());
+                match cleaned {
+                    Some(cleaned) => config.response_schema = Some(cleaned),
                     // JSON output without the schema is better than nothing, if allowed.
-                    Err(_) => unsupported.param("response_format.json_schema.schema")?,
+                    None => unsupported.param("response_format.json_schema.schema")?,
                 }
             }
         }
@@ -309,7 +320,7 @@ fn response_format(
 }
 
 /// A user message's parts.
-fn user_parts<'a>(m: &'a Value, i: usize) -> Result<Vec<Part<'a>>, TranslateError> {
+fn user_parts<'a>(m: &'a MessageIn<'a>, i: usize) -> Result<Vec<Part<'a>>, TranslateError> {
     shared::content_parts(m, i)?
         .into_iter()
         .enumerate()
@@ -357,7 +368,7 @@ fn media(url: &str) -> Result<PartData<'_>, String> {
 }
 
 /// An assistant message's parts: its text, then its tool calls.
-fn assistant_parts<'a>(m: &'a Value, i: usize) -> Result<Vec<Part<'a>>, TranslateError> {
+fn assistant_parts<'a>(m: &'a MessageIn<'a>, i: usize) -> Result<Vec<Part<'a>>, TranslateError> {
     let mut parts: Vec<Part<'a>> = shared::text_parts(m, i)?
         .into_iter()
         .filter(|t| !t.is_empty())
@@ -379,15 +390,17 @@ fn assistant_parts<'a>(m: &'a Value, i: usize) -> Result<Vec<Part<'a>>, Translat
     Ok(parts)
 }
 
-/// A tool result: its text as `{"content": …}`, or the object itself when it is a JSON
-/// object.
+/// A tool result: the object itself when it is a JSON object, else its text as
+/// `{"content": …}`.
 fn function_response<'a>(
-    m: &'a Value,
+    m: &'a MessageIn<'a>,
     i: usize,
     name: &'a str,
 ) -> Result<Part<'a>, TranslateError> {
-    let text = shared::text_parts(m, i)?.concat();
-    let response = shared::json_object(&text).unwrap_or_else(|| json!({ "content": text }));
+    let response = match shared::json_result(shared::text(m, i)?) {
+        Ok(json) => FunctionResult::Json(json),
+        Err(content) => FunctionResult::Text { content },
+    };
     Ok(Part {
         data: PartData::FunctionResponse(FunctionResponse { name, response }),
         thought_signature: None,
@@ -437,14 +450,14 @@ fn parse_answer(body: &[u8]) -> Result<GenerateContentResponse<'_>, TranslateErr
     })
 }
 
-/// A `generateContent` answer as an OpenAI `chat.completion` for `model` (the name the
-/// client asked for).
+/// A `generateContent` answer as an OpenAI `chat.completion` (JSON) for `model` (the
+/// name the client asked for), `created` at that Unix time.
 ///
 /// A prompt Gemini blocked (`promptFeedback.blockReason`, no candidates) becomes an answer
 /// with no content and `finish_reason: "content_filter"`, as a blocked candidate does: the
 /// request was valid, the provider declined it, and OpenAI clients handle that finish
-/// reason.
-pub fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+/// reason. Function-call arguments pass through as Gemini wrote them.
+pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>, TranslateError> {
     let answer = parse_answer(body)?;
     let mut choices = Vec::with_capacity(answer.candidates.len().max(1));
     for (i, c) in answer.candidates.iter().enumerate() {
@@ -453,41 +466,44 @@ pub fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> 
         let mut calls = Vec::new();
         for p in c.content.iter().flat_map(|c| &c.parts) {
             if let Some(f) = &p.function_call {
-                let id = tool_call_id(f.id.as_deref(), p.thought_signature.as_deref());
-                let args = f
-                    .args
-                    .as_ref()
-                    .map_or_else(|| "{}".to_owned(), Value::to_string);
-                calls.push(shared::tool_call_json(None, &id, &f.name, &args));
+                calls.push(openai::ToolCall {
+                    id: Cow::Owned(tool_call_id(
+                        f.id.as_deref(),
+                        p.thought_signature.as_deref(),
+                    )),
+                    r#type: "function",
+                    function: openai::FunctionCall {
+                        name: Cow::Borrowed(&f.name),
+                        arguments: Cow::Borrowed(f.args.map_or("{}", RawValue::get)),
+                    },
+                });
             } else if let Some(t) = &p.text {
                 if p.thought == Some(true) {
-                    reasoning.push(t.clone());
+                    reasoning.push(Cow::Borrowed(t));
                 } else {
-                    text.push(t.clone());
+                    text.push(Cow::Borrowed(t));
                 }
             }
-        }
-        let mut message = json!({
-            "role": "assistant",
-            "content": if text.is_empty() { Value::Null } else { Value::from(shared::join(&text, "")) },
-        });
-        if !reasoning.is_empty() {
-            message["reasoning_content"] = Value::from(shared::join(&reasoning, ""));
         }
         let finish = match c.finish_reason.as_deref() {
             _ if !calls.is_empty() => "tool_calls",
             Some(r) => finish_reason(r),
             None => "stop",
         };
-        if !calls.is_empty() {
-            message["tool_calls"] = Value::Array(calls);
-        }
-        choices.push(json!({
-            "index": c.index.map_or(i as u64, u64::from),
-            "message": message,
-            "finish_reason": finish,
-            "logprobs": null,
-        }));
+        choices.push(openai::Choice {
+            index: c
+                .index
+                .unwrap_or_else(|| u32::try_from(i).unwrap_or(u32::MAX)),
+            message: openai::AnswerMessage {
+                role: "assistant",
+                content: (!text.is_empty()).then(|| shared::join(&text, "")),
+                reasoning_content: (!reasoning.is_empty()).then(|| shared::join(&reasoning, "")),
+                tool_calls: calls,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: Some(finish),
+        });
     }
     if choices.is_empty() {
         let blocked = answer
@@ -495,23 +511,32 @@ pub fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> 
             .as_ref()
             .and_then(|f| f.block_reason.as_deref())
             .is_some();
-        choices.push(json!({
-            "index": 0,
-            "message": { "role": "assistant", "content": null },
-            "finish_reason": if blocked { "content_filter" } else { "stop" },
-            "logprobs": null,
-        }));
+        choices.push(openai::Choice {
+            index: 0,
+            message: openai::AnswerMessage {
+                role: "assistant",
+                content: None,
+                reasoning_content: None,
+                tool_calls: Vec::new(),
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: Some(if blocked { "content_filter" } else { "stop" }),
+        });
     }
     let id = answer
         .response_id
         .as_deref()
         .map_or_else(|| shared::new_id("chatcmpl-"), |r| format!("chatcmpl-{r}"));
-    Ok(shared::completion(
-        &id,
+    let completion = openai::ChatCompletion {
+        id: &id,
+        object: "chat.completion",
+        created,
         model,
         choices,
-        answer.usage_metadata.as_ref().map(usage),
-    ))
+        usage: answer.usage_metadata.as_ref().map(|u| usage(u).to_wire()),
+    };
+    shared::write_answer(&completion, PROVIDER, body.len())
 }
 
 /// How a Gemini error answer looks to an OpenAI client.

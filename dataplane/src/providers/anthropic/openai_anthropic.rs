@@ -142,12 +142,12 @@ pub fn request<'a>(
     };
     let mut tools = Vec::new();
     for (i, t) in req.tools.iter().flatten().enumerate() {
-        let Some(f) = t.function.as_ref().filter(|_| t.r#type == "function") else {
+        let kind = t.r#type.as_deref().unwrap_or_default();
+        let Some(f) = t.function.as_ref().filter(|_| kind == "function") else {
             return Err(ApiError::invalid_param(
                 "tools",
                 format!(
-                    "tools[{i}]: only `function` tools can be sent to Anthropic deployments, not `{}`",
-                    t.r#type
+                    "tools[{i}]: only `function` tools can be sent to Anthropic deployments, not `{kind}`"
                 ),
             ));
         };
@@ -482,6 +482,7 @@ fn usage(prompt: u64, cached: Option<u64>, completion: u64) -> Usage {
         prompt_tokens_details: cached.map(|c| PromptTokensDetails {
             cached_tokens: Some(c),
         }),
+        completion_tokens_details: None,
     }
 }
 
@@ -525,18 +526,19 @@ pub fn response(cx: &ResponseContext, body: &[u8]) -> Result<Bytes, ApiError> {
         object: "chat.completion",
         created: cx.created,
         model: &m.model,
-        choices: [Choice {
+        choices: vec![Choice {
             index: 0,
             message: AnswerMessage {
                 role: "assistant",
                 content,
+                reasoning_content: None,
                 tool_calls,
                 refusal: None,
             },
             logprobs: None,
             finish_reason: m.stop_reason.as_deref().map(finish_reason),
         }],
-        usage: usage(prompt, cached, m.usage.output_tokens.unwrap_or(0)),
+        usage: Some(usage(prompt, cached, m.usage.output_tokens.unwrap_or(0))),
     };
     serde_json::to_vec(&out)
         .map(Bytes::from)

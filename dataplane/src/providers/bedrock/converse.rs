@@ -17,18 +17,20 @@ use std::time::Duration;
 
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::eventstream::{self, EventStreamError};
 use super::wire::{
     self, ContentBlock, ConverseRequest, ConverseResponse, Empty, ImageBlock, ImageSource,
-    InferenceConfig, InputSchema, Message, NamedTool, Role, SystemBlock, Tool, ToolChoice,
+    InferenceConfig, InputSchema, Message, NamedTool, Role, Schema, SystemBlock, Tool, ToolChoice,
     ToolConfig, ToolResultBlock, ToolResultContent, ToolSpec, ToolUseBlock,
 };
 use crate::errors::ApiError;
 use crate::providers::gemini::shared::{
     self, ChatOptions, ChunkHeader, ContentPart, TranslateError, Translated, Unsupported, Usage,
 };
+use crate::providers::openai::wire::{self as openai, ChatRequestIn, MessageIn};
 
 /// The provider name in messages.
 const PROVIDER: &str = "Bedrock Converse";
@@ -52,38 +54,37 @@ const UNSUPPORTED: &[&str] = &[
     "function_call",
 ];
 
-/// An OpenAI chat request (the parsed body) as a Converse request.
+/// An OpenAI chat request ([`shared::parse_chat`] reads the body) as a Converse request,
+/// borrowing from it.
 ///
 /// Parameters Converse cannot take are refused with [`TranslateError::Unsupported`], or
 /// dropped and listed in [`Translated::dropped`] when `options.drop_params` is on.
 pub fn chat_request<'a>(
-    body: &'a Value,
+    req: &'a ChatRequestIn<'a>,
     options: &ChatOptions,
 ) -> Result<Translated<ConverseRequest<'a>>, TranslateError> {
-    let obj = shared::object(body)?;
-    let messages = shared::messages(obj)?;
+    let messages = shared::messages(req)?;
     let mut unsupported = Unsupported::new(options, PROVIDER);
-    unsupported.present(obj, UNSUPPORTED)?;
-    if obj.get("parallel_tool_calls") == Some(&Value::Bool(false)) {
+    unsupported.present(req, UNSUPPORTED)?;
+    if req.parallel_tool_calls == Some(false) {
         unsupported.param("parallel_tool_calls")?;
     }
-    if shared::count(obj, "n")?.is_some_and(|n| n > 1) {
+    if shared::fit_u32(req.n, "n")?.is_some_and(|n| n > 1) {
         unsupported.param("n")?;
     }
-    match obj
-        .get("response_format")
-        .filter(|v| !v.is_null())
-        .map(|f| f.get("type").and_then(Value::as_str))
+    if req
+        .response_format
+        .as_ref()
+        .is_some_and(|f| f.r#type != "text")
     {
-        None | Some(Some("text")) => {}
-        Some(_) => unsupported.param("response_format")?,
+        unsupported.param("response_format")?;
     }
 
     let mut system = Vec::new();
     let mut turns: Vec<Message<'a>> = Vec::new();
     let mut tool_history = false;
     for (i, m) in messages.iter().enumerate() {
-        let (role, blocks) = match shared::role(m, i)? {
+        let (role, blocks) = match m.role.as_ref() {
             "system" | "developer" => {
                 system.extend(
                     shared::text_parts(m, i)?
@@ -128,8 +129,8 @@ pub fn chat_request<'a>(
         ));
     }
 
-    let tools = shared::function_tools(obj)?;
-    let choice = shared::tool_choice(obj)?;
+    let tools = shared::function_tools(req)?;
+    let choice = shared::tool_choice(req)?;
     let tool_config = if tools.is_empty() {
         None
     } else if choice == Some(shared::ToolChoice::None) && !tool_history {
@@ -148,9 +149,12 @@ pub fn chat_request<'a>(
                     name: t.name,
                     description: t.description,
                     input_schema: InputSchema {
-                        json: t.parameters.map_or_else(
-                            || Cow::Owned(json!({ "type": "object", "properties": {} })),
-                            Cow::Borrowed,
+                        json: t.parameters.map_or(
+                            Schema::Empty {
+                                r#type: "object",
+                                properties: Empty {},
+                            },
+                            Schema::Raw,
                         ),
                     },
                 },
@@ -170,10 +174,10 @@ pub fn chat_request<'a>(
             messages: turns,
             system,
             inference_config: InferenceConfig {
-                max_tokens: shared::max_tokens(obj, options)?,
-                temperature: shared::number(obj, "temperature")?,
-                top_p: shared::number(obj, "top_p")?,
-                stop_sequences: shared::stop(obj)?,
+                max_tokens: shared::max_tokens(req, options)?,
+                temperature: req.temperature,
+                top_p: req.top_p,
+                stop_sequences: shared::stop(req),
             },
             tool_config,
         },
@@ -183,7 +187,10 @@ pub fn chat_request<'a>(
 
 /// A user message's blocks: text and images (base64 `data:` URLs; Converse cannot fetch
 /// URLs).
-fn user_blocks<'a>(m: &'a Value, i: usize) -> Result<Vec<ContentBlock<'a>>, TranslateError> {
+fn user_blocks<'a>(
+    m: &'a MessageIn<'a>,
+    i: usize,
+) -> Result<Vec<ContentBlock<'a>>, TranslateError> {
     let mut blocks = Vec::new();
     for (j, p) in shared::content_parts(m, i)?.into_iter().enumerate() {
         let param = || format!("messages[{i}].content[{j}]");
@@ -226,7 +233,10 @@ fn user_blocks<'a>(m: &'a Value, i: usize) -> Result<Vec<ContentBlock<'a>>, Tran
 }
 
 /// An assistant message's blocks: its text, then its tool calls.
-fn assistant_blocks<'a>(m: &'a Value, i: usize) -> Result<Vec<ContentBlock<'a>>, TranslateError> {
+fn assistant_blocks<'a>(
+    m: &'a MessageIn<'a>,
+    i: usize,
+) -> Result<Vec<ContentBlock<'a>>, TranslateError> {
     let mut blocks: Vec<ContentBlock<'a>> = shared::text_parts(m, i)?
         .into_iter()
         .filter(|t| !t.trim().is_empty())
@@ -242,17 +252,13 @@ fn assistant_blocks<'a>(m: &'a Value, i: usize) -> Result<Vec<ContentBlock<'a>>,
     Ok(blocks)
 }
 
-/// A tool message as a `toolResult` block: a JSON object as `json`, else text.
-fn tool_result<'a>(m: &'a Value, i: usize) -> Result<ContentBlock<'a>, TranslateError> {
+/// A tool message as a `toolResult` block: a JSON object as `json` (as written), else
+/// text.
+fn tool_result<'a>(m: &'a MessageIn<'a>, i: usize) -> Result<ContentBlock<'a>, TranslateError> {
     let id = shared::tool_call_id(m, i)?;
-    let texts = shared::text_parts(m, i)?;
-    let text: Cow<'a, str> = match texts.as_slice() {
-        [one] => Cow::Borrowed(one),
-        many => Cow::Owned(many.concat()),
-    };
-    let content = match shared::json_object(&text) {
-        Some(v) => ToolResultContent::Json(v),
-        None => ToolResultContent::Text(text),
+    let content = match shared::json_result(shared::text(m, i)?) {
+        Ok(json) => ToolResultContent::Json(json),
+        Err(text) => ToolResultContent::Text(text),
     };
     Ok(ContentBlock::ToolResult(ToolResultBlock {
         tool_use_id: id,
@@ -284,9 +290,10 @@ fn usage(u: &wire::TokenUsage) -> Usage {
     }
 }
 
-/// A Converse answer as an OpenAI `chat.completion` for `model` (the name the client
-/// asked for).
-pub fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> {
+/// A Converse answer as an OpenAI `chat.completion` (JSON) for `model` (the name the
+/// client asked for), `created` at that Unix time. Tool inputs pass through as the model
+/// wrote them.
+pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>, TranslateError> {
     let answer: ConverseResponse<'_> =
         serde_json::from_slice(body).map_err(|e| TranslateError::UpstreamBody {
             provider: PROVIDER,
@@ -297,33 +304,24 @@ pub fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> 
     let mut calls = Vec::new();
     for block in answer.output.message.iter().flat_map(|m| &m.content) {
         if let Some(t) = &block.text {
-            text.push(t.clone());
+            text.push(Cow::Borrowed(t));
         } else if let Some(call) = &block.tool_use {
-            let args = call
-                .input
-                .as_ref()
-                .map_or_else(|| "{}".to_owned(), Value::to_string);
-            calls.push(shared::tool_call_json(
-                None,
-                &call.tool_use_id,
-                &call.name,
-                &args,
-            ));
+            calls.push(openai::ToolCall {
+                id: Cow::Borrowed(&call.tool_use_id),
+                r#type: "function",
+                function: openai::FunctionCall {
+                    name: Cow::Borrowed(&call.name),
+                    arguments: Cow::Borrowed(call.input.map_or("{}", RawValue::get)),
+                },
+            });
         } else if let Some(t) = block
             .reasoning_content
             .as_ref()
             .and_then(|r| r.reasoning_text.as_ref())
             .and_then(|r| r.text.as_ref())
         {
-            reasoning.push(t.clone());
+            reasoning.push(Cow::Borrowed(t));
         }
-    }
-    let mut message = json!({
-        "role": "assistant",
-        "content": if text.is_empty() { Value::Null } else { Value::from(shared::join(&text, "")) },
-    });
-    if !reasoning.is_empty() {
-        message["reasoning_content"] = Value::from(shared::join(&reasoning, ""));
     }
     let finish = match answer.stop_reason.as_deref() {
         Some(r) if !calls.is_empty() && matches!(r, "tool_use" | "end_turn") => "tool_calls",
@@ -331,21 +329,27 @@ pub fn chat_response(body: &[u8], model: &str) -> Result<Value, TranslateError> 
         None if !calls.is_empty() => "tool_calls",
         None => "stop",
     };
-    if !calls.is_empty() {
-        message["tool_calls"] = Value::Array(calls);
-    }
-    let choice = json!({
-        "index": 0,
-        "message": message,
-        "finish_reason": finish,
-        "logprobs": null,
-    });
-    Ok(shared::completion(
-        &shared::new_id("chatcmpl-"),
+    let id = shared::new_id("chatcmpl-");
+    let completion = openai::ChatCompletion {
+        id: &id,
+        object: "chat.completion",
+        created,
         model,
-        vec![choice],
-        answer.usage.as_ref().map(usage),
-    ))
+        choices: vec![openai::Choice {
+            index: 0,
+            message: openai::AnswerMessage {
+                role: "assistant",
+                content: (!text.is_empty()).then(|| shared::join(&text, "")),
+                reasoning_content: (!reasoning.is_empty()).then(|| shared::join(&reasoning, "")),
+                tool_calls: calls,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason: Some(finish),
+        }],
+        usage: answer.usage.as_ref().map(|u| usage(u).to_wire()),
+    };
+    shared::write_answer(&completion, PROVIDER, body.len())
 }
 
 /// The status and OpenAI error type of a Bedrock error type (`ThrottlingException`,

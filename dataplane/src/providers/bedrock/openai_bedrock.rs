@@ -103,19 +103,18 @@ impl Translator for OpenAiToBedrock {
                 cx.requested_model
             )));
         }
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?;
-        let t = converse::chat_request(&value, &chat_options(cx))?;
+        let parsed = shared::parse_chat(body)?;
+        let t = converse::chat_request(&parsed, &chat_options(cx))?;
         if !t.dropped.is_empty() {
             tracing::debug!(dropped = ?t.dropped, "dropped parameters Bedrock cannot take");
         }
-        let body = serde_json::to_vec(&t.body)
-            .map(Bytes::from)
+        let mut out = Vec::with_capacity(body.len());
+        serde_json::to_writer(&mut out, &t.body)
             .map_err(|e| ApiError::internal(format!("cannot write the Converse request: {e}")))?;
         Ok(Translated {
-            body,
+            body: Bytes::from(out),
             context: ResponseContext {
-                include_usage: shared::include_usage(&value),
+                include_usage: shared::include_usage(&parsed),
                 created: shared::now_secs(),
                 model: cx.requested_model.to_owned(),
                 ..ResponseContext::default()
@@ -124,10 +123,9 @@ impl Translator for OpenAiToBedrock {
     }
 
     fn response(&self, cx: &ResponseContext, body: Bytes) -> Result<Bytes, ApiError> {
-        let value = converse::chat_response(&body, &cx.model)?;
-        serde_json::to_vec(&value)
-            .map(Bytes::from)
-            .map_err(|e| ApiError::internal(format!("cannot write the answer: {e}")))
+        Ok(Bytes::from(converse::chat_response(
+            &body, &cx.model, cx.created,
+        )?))
     }
 
     fn stream(&self, cx: &ResponseContext) -> Box<dyn StreamTranslator> {

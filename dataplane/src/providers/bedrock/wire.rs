@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// `Converse` / `ConverseStream` request body.
 #[derive(Debug, Serialize)]
@@ -82,8 +82,8 @@ pub struct ToolUseBlock<'a> {
     pub tool_use_id: &'a str,
     /// Tool name.
     pub name: &'a str,
-    /// Arguments (an object).
-    pub input: Value,
+    /// Arguments (an object), as the client wrote them.
+    pub input: &'a RawValue,
 }
 
 /// A tool result.
@@ -102,8 +102,8 @@ pub struct ToolResultBlock<'a> {
 pub enum ToolResultContent<'a> {
     /// Text.
     Text(Cow<'a, str>),
-    /// A JSON object.
-    Json(Value),
+    /// A JSON object, as the tool wrote it.
+    Json(Cow<'a, RawValue>),
 }
 
 /// A system prompt.
@@ -177,7 +177,22 @@ pub struct ToolSpec<'a> {
 #[derive(Debug, Serialize)]
 pub struct InputSchema<'a> {
     /// The JSON schema.
-    pub json: Cow<'a, Value>,
+    pub json: Schema<'a>,
+}
+
+/// A JSON schema.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Schema<'a> {
+    /// As the client wrote it.
+    Raw(&'a RawValue),
+    /// `{"type": "object", "properties": {}}`: a tool without parameters.
+    Empty {
+        /// `object`.
+        r#type: &'static str,
+        /// None.
+        properties: Empty,
+    },
 }
 
 /// `toolChoice`: exactly one key.
@@ -259,9 +274,9 @@ pub struct OutputToolUse<'a> {
     /// Tool name.
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    /// Arguments.
-    #[serde(default)]
-    pub input: Option<Value>,
+    /// Arguments, as the model wrote them.
+    #[serde(borrow, default)]
+    pub input: Option<&'a RawValue>,
 }
 
 /// `reasoningContent`.

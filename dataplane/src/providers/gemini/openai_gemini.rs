@@ -71,10 +71,12 @@ fn parse(body: &Bytes) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
 }
 
-fn write(value: &impl serde::Serialize) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(|e| ApiError::internal(format!("cannot write the Gemini request: {e}")))
+/// Writes a request body, with room for about `size_hint` bytes from the start.
+fn write(value: &impl serde::Serialize, size_hint: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(size_hint);
+    serde_json::to_writer(&mut out, value)
+        .map_err(|e| ApiError::internal(format!("cannot write the Gemini request: {e}")))?;
+    Ok(Bytes::from(out))
 }
 
 /// The translation options of a request context.
@@ -91,7 +93,6 @@ pub(crate) fn chat_options(cx: &RequestContext<'_>) -> ChatOptions {
 
 impl Translator for OpenAiToGemini {
     fn request(&self, cx: &RequestContext<'_>, body: &Bytes) -> Result<Translated, ApiError> {
-        let value = parse(body)?;
         let mut context = ResponseContext {
             created: shared::now_secs(),
             model: cx.requested_model.to_owned(),
@@ -99,14 +100,16 @@ impl Translator for OpenAiToGemini {
         };
         let body = match cx.endpoint {
             Endpoint::Chat => {
-                let t = super::chat_request(&value, &chat_options(cx))?;
+                let parsed = shared::parse_chat(body)?;
+                let t = super::chat_request(&parsed, &chat_options(cx))?;
                 if !t.dropped.is_empty() {
                     tracing::debug!(dropped = ?t.dropped, "dropped parameters Gemini cannot take");
                 }
-                context.include_usage = shared::include_usage(&value);
-                write(&t.body)?
+                context.include_usage = shared::include_usage(&parsed);
+                write(&t.body, body.len())?
             }
             Endpoint::Embeddings => {
+                let value = parse(body)?;
                 context.base64 = EmbeddingEncoding::of(&value)? == EmbeddingEncoding::Base64;
                 let r = super::embeddings_request(&value, cx.upstream_model)?;
                 context.embeddings = true;
@@ -126,7 +129,12 @@ impl Translator for OpenAiToGemini {
     }
 
     fn response(&self, cx: &ResponseContext, body: Bytes) -> Result<Bytes, ApiError> {
-        let value = if cx.embeddings {
+        if !cx.embeddings {
+            return Ok(Bytes::from(super::chat_response(
+                &body, &cx.model, cx.created,
+            )?));
+        }
+        let value = {
             let op = if cx.batch {
                 Operation::BatchEmbed
             } else {
@@ -138,12 +146,6 @@ impl Translator for OpenAiToGemini {
                 EmbeddingEncoding::Float
             };
             super::embeddings_response(&body, op, &cx.model, encoding)?
-        } else {
-            let mut v = super::chat_response(&body, &cx.model)?;
-            if let Some(o) = v.as_object_mut() {
-                o.insert("created".to_owned(), Value::from(cx.created));
-            }
-            v
         };
         serde_json::to_vec(&value)
             .map(Bytes::from)

@@ -6,12 +6,18 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::StatusCode;
+use serde_json::error::Category;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use crate::errors::ApiError;
+use crate::providers::openai::wire::{
+    self as openai, ChatRequestIn, MessageIn, OneOrMany, PartIn, ToolChoiceIn,
+};
 
 /// Why an OpenAI request cannot be translated for a provider, or a provider's answer
 /// cannot be translated back.
@@ -123,14 +129,14 @@ impl<'o> Unsupported<'o> {
         Ok(())
     }
 
-    /// Records every key of `body` in `params` that is present and not null.
+    /// Records every parameter of `params` the request sets (not to `null`), in order.
     pub(crate) fn present(
         &mut self,
-        body: &Map<String, Value>,
+        req: &ChatRequestIn<'_>,
         params: &[&str],
     ) -> Result<(), TranslateError> {
         for p in params {
-            if body.get(*p).is_some_and(|v| !v.is_null()) {
+            if is_set(req, p) {
                 self.param(*p)?;
             }
         }
@@ -138,42 +144,105 @@ impl<'o> Unsupported<'o> {
     }
 }
 
-/// The request body as a JSON object.
+/// Reads an OpenAI chat request body into the borrowing wire types (strings without
+/// escapes, tool schemas and the like are not copied).
+///
+/// A body that is not a JSON object is [`TranslateError::InvalidBody`]; a value of the
+/// wrong type is [`TranslateError::InvalidParam`] naming its path (`temperature`,
+/// `messages[0].content`). The path is found by reading the body a second time, on the
+/// error path only.
+pub fn parse_chat(body: &[u8]) -> Result<ChatRequestIn<'_>, TranslateError> {
+    // serde reads a struct from an array too: refuse anything but an object first.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return Err(TranslateError::InvalidBody(
+            "the body must be a JSON object".to_owned(),
+        ));
+    }
+    serde_json::from_slice(body).map_err(|_| located(body))
+}
+
+/// The error of a body [`parse_chat`] could not read, with the parameter's path.
+#[cold]
+fn located(body: &[u8]) -> TranslateError {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let e = match serde_path_to_error::deserialize::<_, ChatRequestIn<'_>>(&mut de) {
+        Ok(_) => {
+            return TranslateError::InvalidBody(match de.end() {
+                Err(e) => e.to_string(),
+                Ok(()) => "unreadable chat completion request".to_owned(),
+            });
+        }
+        Err(e) => e,
+    };
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if inner.classify() != Category::Data {
+        return TranslateError::InvalidBody(inner.to_string());
+    }
+    let message = inner.to_string();
+    if path != "." {
+        return TranslateError::param(path, message);
+    }
+    // A required key missing at the top level: the error names it, the path is empty.
+    match message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+    {
+        Some((field, _)) => TranslateError::param(field.to_owned(), "is required"),
+        None => TranslateError::InvalidBody(message),
+    }
+}
+
+/// The request body as a JSON object (embeddings, still read as a tree).
 pub(crate) fn object(body: &Value) -> Result<&Map<String, Value>, TranslateError> {
     body.as_object()
         .ok_or_else(|| TranslateError::InvalidBody("the body must be a JSON object".to_owned()))
 }
 
-/// `messages`, required and non-empty.
-pub(crate) fn messages(body: &Map<String, Value>) -> Result<&[Value], TranslateError> {
-    match body.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => Ok(m),
-        Some(Value::Array(_)) => Err(TranslateError::param("messages", "must not be empty")),
-        Some(_) => Err(TranslateError::param("messages", "must be an array")),
-        None => Err(TranslateError::param("messages", "is required")),
+/// `messages`, non-empty.
+pub(crate) fn messages<'a>(
+    req: &'a ChatRequestIn<'a>,
+) -> Result<&'a [MessageIn<'a>], TranslateError> {
+    if req.messages.is_empty() {
+        return Err(TranslateError::param("messages", "must not be empty"));
+    }
+    Ok(&req.messages)
+}
+
+/// True when the request sets `param` (to anything but `null`); false for names this
+/// function does not know (every provider's list is checked by its tests).
+pub(crate) fn is_set(req: &ChatRequestIn<'_>, param: &str) -> bool {
+    match param {
+        "logit_bias" => req.logit_bias.is_some(),
+        "logprobs" => req.logprobs.is_some(),
+        "top_logprobs" => req.top_logprobs.is_some(),
+        "presence_penalty" => req.presence_penalty.is_some(),
+        "frequency_penalty" => req.frequency_penalty.is_some(),
+        "seed" => req.seed.is_some(),
+        "top_k" => req.top_k.is_some(),
+        "audio" => req.audio.is_some(),
+        "modalities" => req.modalities.is_some(),
+        "prediction" => req.prediction.is_some(),
+        "service_tier" => req.service_tier.is_some(),
+        "reasoning_effort" => req.reasoning_effort.is_some(),
+        "web_search_options" => req.web_search_options.is_some(),
+        "functions" => req.functions.is_some(),
+        "function_call" => req.function_call.is_some(),
+        _ => false,
     }
 }
 
-/// A message's `role`.
-pub(crate) fn role(message: &Value, i: usize) -> Result<&str, TranslateError> {
-    message
-        .get("role")
-        .and_then(Value::as_str)
-        .ok_or_else(|| TranslateError::param(format!("messages[{i}].role"), "must be a string"))
+/// An optional count parameter that must fit a `u32`.
+pub(crate) fn fit_u32(value: Option<u64>, key: &str) -> Result<Option<u32>, TranslateError> {
+    value
+        .map(|n| {
+            u32::try_from(n)
+                .map_err(|_| TranslateError::param(key, "must be a non-negative integer"))
+        })
+        .transpose()
 }
 
-/// An optional number parameter.
-pub(crate) fn number(body: &Map<String, Value>, key: &str) -> Result<Option<f64>, TranslateError> {
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_f64()
-            .map(Some)
-            .ok_or_else(|| TranslateError::param(key, "must be a number")),
-    }
-}
-
-/// An optional non-negative integer parameter that fits a `u32`.
+/// An optional non-negative integer parameter that fits a `u32` (embeddings' tree).
 pub(crate) fn count(body: &Map<String, Value>, key: &str) -> Result<Option<u32>, TranslateError> {
     match body.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -187,30 +256,20 @@ pub(crate) fn count(body: &Map<String, Value>, key: &str) -> Result<Option<u32>,
 
 /// The output token limit: `max_completion_tokens`, else `max_tokens`, else the default.
 pub(crate) fn max_tokens(
-    body: &Map<String, Value>,
+    req: &ChatRequestIn<'_>,
     options: &ChatOptions,
 ) -> Result<Option<u32>, TranslateError> {
-    Ok(count(body, "max_completion_tokens")?
-        .or(count(body, "max_tokens")?)
+    Ok(fit_u32(req.max_completion_tokens, "max_completion_tokens")?
+        .or(fit_u32(req.max_tokens, "max_tokens")?)
         .or(options.default_max_tokens))
 }
 
 /// `stop`: a string or an array of strings.
-pub(crate) fn stop(body: &Map<String, Value>) -> Result<Vec<&str>, TranslateError> {
-    match body.get("stop") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.as_str()]),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|s| {
-                s.as_str()
-                    .ok_or_else(|| TranslateError::param("stop", "must be a string or strings"))
-            })
-            .collect(),
-        Some(_) => Err(TranslateError::param(
-            "stop",
-            "must be a string or an array of strings",
-        )),
+pub(crate) fn stop<'a>(req: &'a ChatRequestIn<'a>) -> Vec<&'a str> {
+    match &req.stop {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s.as_ref()],
+        Some(OneOrMany::Many(items)) => items.iter().map(AsRef::as_ref).collect(),
     }
 }
 
@@ -229,55 +288,60 @@ pub(crate) enum ContentPart<'a> {
 
 /// A message's `content`: a string, an array of parts, or absent/null (no parts).
 pub(crate) fn content_parts<'a>(
-    message: &'a Value,
+    message: &'a MessageIn<'a>,
     i: usize,
 ) -> Result<Vec<ContentPart<'a>>, TranslateError> {
-    let param = || format!("messages[{i}].content");
-    match message.get("content") {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![ContentPart::Text(s)]),
-        Some(Value::Array(parts)) => parts
+    match &message.content {
+        None => Ok(Vec::new()),
+        Some(OneOrMany::One(s)) => Ok(vec![ContentPart::Text(s)]),
+        Some(OneOrMany::Many(parts)) => parts
             .iter()
             .enumerate()
             .map(|(j, p)| {
-                content_part(p).map_err(|m| TranslateError::param(format!("{}[{j}]", param()), m))
+                content_part(p)
+                    .map_err(|m| TranslateError::param(format!("messages[{i}].content[{j}]"), m))
             })
             .collect(),
-        Some(_) => Err(TranslateError::param(
-            param(),
-            "must be a string or an array of content parts",
-        )),
     }
 }
 
-fn content_part(p: &Value) -> Result<ContentPart<'_>, String> {
-    let str_at = |ptr: &str| p.pointer(ptr).and_then(Value::as_str);
-    match p.get("type").and_then(Value::as_str) {
-        Some("text") => str_at("/text")
+fn content_part<'a>(p: &'a PartIn<'a>) -> Result<ContentPart<'a>, String> {
+    match p.r#type.as_ref() {
+        "text" => p
+            .text
+            .as_deref()
             .map(ContentPart::Text)
             .ok_or_else(|| "a text part needs a string `text`".to_owned()),
         // An assistant's refusal, sent back as history, is text to the model.
-        Some("refusal") => str_at("/refusal")
+        "refusal" => p
+            .refusal
+            .as_deref()
             .map(ContentPart::Text)
             .ok_or_else(|| "a refusal part needs a string `refusal`".to_owned()),
-        Some("image_url") => str_at("/image_url/url")
-            .or_else(|| str_at("/image_url"))
-            .map(ContentPart::Image)
+        "image_url" => p
+            .image_url
+            .as_ref()
+            .map(|i| ContentPart::Image(&i.url))
             .ok_or_else(|| "an image_url part needs `image_url.url`".to_owned()),
-        Some("input_audio") => match (str_at("/input_audio/data"), str_at("/input_audio/format")) {
-            (Some(data), Some(format)) => Ok(ContentPart::Audio { data, format }),
+        "input_audio" => match p.input_audio.as_ref().map(|a| (&a.data, &a.format)) {
+            Some((Some(data), Some(format))) => Ok(ContentPart::Audio { data, format }),
             _ => Err("an input_audio part needs `input_audio.data` and `.format`".to_owned()),
         },
-        Some("file") => str_at("/file/file_data")
+        "file" => p
+            .file
+            .as_ref()
+            .and_then(|f| f.file_data.as_deref())
             .map(ContentPart::File)
             .ok_or_else(|| "only files given inline as `file.file_data` are supported".to_owned()),
-        Some(other) => Err(format!("content parts of type `{other}` are not supported")),
-        None => Err("a content part needs a `type`".to_owned()),
+        other => Err(format!("content parts of type `{other}` are not supported")),
     }
 }
 
 /// A message's content as text only (system messages, tool results).
-pub(crate) fn text_parts(message: &Value, i: usize) -> Result<Vec<&str>, TranslateError> {
+pub(crate) fn text_parts<'a>(
+    message: &'a MessageIn<'a>,
+    i: usize,
+) -> Result<Vec<&'a str>, TranslateError> {
     content_parts(message, i)?
         .into_iter()
         .map(|p| match p {
@@ -288,6 +352,18 @@ pub(crate) fn text_parts(message: &Value, i: usize) -> Result<Vec<&str>, Transla
             )),
         })
         .collect()
+}
+
+/// A message's text, joined: borrowed when it is one piece.
+pub(crate) fn text<'a>(
+    message: &'a MessageIn<'a>,
+    i: usize,
+) -> Result<Cow<'a, str>, TranslateError> {
+    Ok(match text_parts(message, i)?.as_slice() {
+        [] => Cow::Borrowed(""),
+        [one] => Cow::Borrowed(one),
+        many => Cow::Owned(many.concat()),
+    })
 }
 
 /// `data:<mime>;base64,<data>` split into the media type and the base64 data.
@@ -325,56 +401,70 @@ pub(crate) fn mime_from_extension(url: &str) -> Option<&'static str> {
 pub(crate) struct ToolCall<'a> {
     pub(crate) id: &'a str,
     pub(crate) name: &'a str,
-    /// The arguments, parsed (an object).
-    pub(crate) arguments: Value,
+    /// The arguments: a JSON object, as the client wrote it inside the string.
+    pub(crate) arguments: &'a RawValue,
+}
+
+/// `{}`.
+pub(crate) fn empty_object() -> &'static RawValue {
+    static EMPTY: LazyLock<Box<RawValue>> =
+        LazyLock::new(|| RawValue::from_string("{}".to_owned()).unwrap_or_default());
+    &EMPTY
+}
+
+/// `text` as raw JSON when it is a JSON object (surrounding whitespace left out).
+pub(crate) fn raw_object(text: &str) -> Option<&RawValue> {
+    let t = text.trim();
+    if !t.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<&RawValue>(t).ok()
+}
+
+/// A tool result's text as raw JSON when it is a JSON object (borrowed from the request
+/// when the text is), else the text back.
+pub(crate) fn json_result(text: Cow<'_, str>) -> Result<Cow<'_, RawValue>, Cow<'_, str>> {
+    match text {
+        Cow::Borrowed(t) => raw_object(t).map(Cow::Borrowed).ok_or(Cow::Borrowed(t)),
+        Cow::Owned(t) => match raw_object(&t) {
+            Some(raw) => Ok(Cow::Owned(raw.to_owned())),
+            None => Err(Cow::Owned(t)),
+        },
+    }
 }
 
 /// An assistant message's `tool_calls`.
-pub(crate) fn tool_calls(message: &Value, i: usize) -> Result<Vec<ToolCall<'_>>, TranslateError> {
-    let Some(calls) = message.get("tool_calls").filter(|v| !v.is_null()) else {
+pub(crate) fn tool_calls<'a>(
+    message: &'a MessageIn<'a>,
+    i: usize,
+) -> Result<Vec<ToolCall<'a>>, TranslateError> {
+    let Some(calls) = &message.tool_calls else {
         return Ok(Vec::new());
     };
-    let calls = calls.as_array().ok_or_else(|| {
-        TranslateError::param(format!("messages[{i}].tool_calls"), "must be an array")
-    })?;
     calls
         .iter()
         .enumerate()
         .map(|(j, c)| {
-            let param = format!("messages[{i}].tool_calls[{j}]");
-            let id = c
-                .get("id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| TranslateError::param(param.clone(), "needs a string `id`"))?;
-            let name = c
-                .pointer("/function/name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    TranslateError::param(param.clone(), "needs a string `function.name`")
-                })?;
-            let arguments = match c.pointer("/function/arguments") {
-                None | Some(Value::Null) => Value::Object(Map::new()),
-                Some(Value::String(s)) if s.trim().is_empty() => Value::Object(Map::new()),
-                Some(Value::String(s)) => match serde_json::from_str::<Value>(s) {
-                    Ok(v @ Value::Object(_)) => v,
-                    _ => {
-                        return Err(TranslateError::param(
-                            format!("{param}.function.arguments"),
-                            "must be a JSON object encoded as a string",
-                        ));
-                    }
-                },
-                Some(v @ Value::Object(_)) => v.clone(),
-                Some(_) => {
-                    return Err(TranslateError::param(
-                        format!("{param}.function.arguments"),
-                        "must be a string",
-                    ));
-                }
+            let param = || format!("messages[{i}].tool_calls[{j}]");
+            if c.function.name.is_empty() {
+                return Err(TranslateError::param(
+                    param(),
+                    "needs a string `function.name`",
+                ));
+            }
+            let arguments = if c.function.arguments.trim().is_empty() {
+                empty_object()
+            } else {
+                raw_object(&c.function.arguments).ok_or_else(|| {
+                    TranslateError::param(
+                        format!("{}.function.arguments", param()),
+                        "must be a JSON object encoded as a string",
+                    )
+                })?
             };
             Ok(ToolCall {
-                id,
-                name,
+                id: &c.id,
+                name: &c.function.name,
                 arguments,
             })
         })
@@ -383,34 +473,22 @@ pub(crate) fn tool_calls(message: &Value, i: usize) -> Result<Vec<ToolCall<'_>>,
 
 /// The tool name of every tool call id in `messages` (tool results name the call by id,
 /// some providers need the function's name).
-pub(crate) fn tool_names(messages: &[Value]) -> HashMap<&str, &str> {
+pub(crate) fn tool_names<'a>(messages: &'a [MessageIn<'a>]) -> HashMap<&'a str, &'a str> {
     let mut names = HashMap::new();
-    for m in messages {
-        for c in m
-            .get("tool_calls")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let (Some(id), Some(name)) = (
-                c.get("id").and_then(Value::as_str),
-                c.pointer("/function/name").and_then(Value::as_str),
-            ) {
-                names.insert(id, name);
-            }
-        }
+    for c in messages.iter().flat_map(|m| m.tool_calls.iter().flatten()) {
+        names.insert(c.id.as_ref(), c.function.name.as_ref());
     }
     names
 }
 
 /// A tool message's `tool_call_id`.
-pub(crate) fn tool_call_id(message: &Value, i: usize) -> Result<&str, TranslateError> {
-    message
-        .get("tool_call_id")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            TranslateError::param(format!("messages[{i}].tool_call_id"), "must be a string")
-        })
+pub(crate) fn tool_call_id<'a>(
+    message: &'a MessageIn<'a>,
+    i: usize,
+) -> Result<&'a str, TranslateError> {
+    message.tool_call_id.as_deref().ok_or_else(|| {
+        TranslateError::param(format!("messages[{i}].tool_call_id"), "must be a string")
+    })
 }
 
 /// A function tool of `tools`.
@@ -418,50 +496,46 @@ pub(crate) fn tool_call_id(message: &Value, i: usize) -> Result<&str, TranslateE
 pub(crate) struct FunctionTool<'a> {
     pub(crate) name: &'a str,
     pub(crate) description: Option<&'a str>,
-    pub(crate) parameters: Option<&'a Value>,
+    /// Its JSON schema (an object), as written.
+    pub(crate) parameters: Option<&'a RawValue>,
 }
 
 /// `tools`: function tools only.
-pub(crate) fn function_tools(
-    body: &Map<String, Value>,
-) -> Result<Vec<FunctionTool<'_>>, TranslateError> {
-    let Some(tools) = body.get("tools").filter(|v| !v.is_null()) else {
+pub(crate) fn function_tools<'a>(
+    req: &'a ChatRequestIn<'a>,
+) -> Result<Vec<FunctionTool<'a>>, TranslateError> {
+    let Some(tools) = &req.tools else {
         return Ok(Vec::new());
     };
-    let tools = tools
-        .as_array()
-        .ok_or_else(|| TranslateError::param("tools", "must be an array"))?;
     tools
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            let param = format!("tools[{i}]");
-            match t.get("type").and_then(Value::as_str) {
+            match t.r#type.as_deref() {
                 Some("function") | None => {}
                 Some(other) => {
                     return Err(TranslateError::param(
-                        param,
+                        format!("tools[{i}]"),
                         format!("tools of type `{other}` are not supported"),
                     ));
                 }
             }
             let f = t
-                .get("function")
-                .ok_or_else(|| TranslateError::param(param.clone(), "needs `function`"))?;
-            let name = f.get("name").and_then(Value::as_str).ok_or_else(|| {
-                TranslateError::param(param.clone(), "needs a string `function.name`")
-            })?;
-            let parameters = f.get("parameters").filter(|v| !v.is_null());
-            if parameters.is_some_and(|p| !p.is_object()) {
+                .function
+                .as_ref()
+                .ok_or_else(|| TranslateError::param(format!("tools[{i}]"), "needs `function`"))?;
+            if f.parameters
+                .is_some_and(|p| !p.get().trim_start().starts_with('{'))
+            {
                 return Err(TranslateError::param(
-                    format!("{param}.function.parameters"),
+                    format!("tools[{i}].function.parameters"),
                     "must be a JSON schema object",
                 ));
             }
             Ok(FunctionTool {
-                name,
-                description: f.get("description").and_then(Value::as_str),
-                parameters,
+                name: &f.name,
+                description: f.description.as_deref(),
+                parameters: f.parameters,
             })
         })
         .collect()
@@ -481,12 +555,12 @@ pub(crate) enum ToolChoice<'a> {
 }
 
 /// `tool_choice`, if given.
-pub(crate) fn tool_choice(
-    body: &Map<String, Value>,
-) -> Result<Option<ToolChoice<'_>>, TranslateError> {
-    match body.get("tool_choice") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => match s.as_str() {
+pub(crate) fn tool_choice<'a>(
+    req: &'a ChatRequestIn<'a>,
+) -> Result<Option<ToolChoice<'a>>, TranslateError> {
+    match &req.tool_choice {
+        None => Ok(None),
+        Some(ToolChoiceIn::Mode(m)) => match m.as_ref() {
             "auto" => Ok(Some(ToolChoice::Auto)),
             "none" => Ok(Some(ToolChoice::None)),
             "required" => Ok(Some(ToolChoice::Required)),
@@ -495,18 +569,15 @@ pub(crate) fn tool_choice(
                 "must be `auto`, `none`, `required` or a function",
             )),
         },
-        Some(v) => v
-            .pointer("/function/name")
-            .and_then(Value::as_str)
-            .map(|n| Some(ToolChoice::Function(n)))
-            .ok_or_else(|| TranslateError::param("tool_choice", "needs `function.name`")),
+        Some(ToolChoiceIn::Function(name)) => Ok(Some(ToolChoice::Function(name))),
     }
 }
 
 /// `stream_options.include_usage`.
-pub fn include_usage(body: &Value) -> bool {
-    body.pointer("/stream_options/include_usage")
-        .and_then(Value::as_bool)
+pub fn include_usage(req: &ChatRequestIn<'_>) -> bool {
+    req.stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
         .unwrap_or(false)
 }
 
@@ -536,6 +607,21 @@ pub(crate) struct Usage {
 }
 
 impl Usage {
+    /// OpenAI's `usage`, as written in answers.
+    pub(crate) fn to_wire(self) -> openai::Usage {
+        openai::Usage {
+            prompt_tokens: self.prompt,
+            completion_tokens: self.completion,
+            total_tokens: self.total.unwrap_or(self.prompt + self.completion),
+            prompt_tokens_details: self.cached.map(|c| openai::PromptTokensDetails {
+                cached_tokens: Some(c),
+            }),
+            completion_tokens_details: self.reasoning.map(|r| openai::CompletionTokensDetails {
+                reasoning_tokens: r,
+            }),
+        }
+    }
+
     /// OpenAI's `usage` object.
     pub(crate) fn to_json(self) -> Value {
         let mut u = json!({
@@ -594,24 +680,18 @@ impl ChunkHeader {
     }
 }
 
-/// A `chat.completion` object.
-pub(crate) fn completion(
-    id: &str,
-    model: &str,
-    choices: Vec<Value>,
-    usage: Option<Usage>,
-) -> Value {
-    let mut c = json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": now_secs(),
-        "model": model,
-        "choices": choices,
-    });
-    if let Some(u) = usage {
-        c["usage"] = u.to_json();
-    }
-    c
+/// Writes an OpenAI answer, with room for about `size_hint` bytes from the start.
+pub(crate) fn write_answer(
+    answer: &openai::ChatCompletion<'_>,
+    provider: &'static str,
+    size_hint: usize,
+) -> Result<Vec<u8>, TranslateError> {
+    let mut out = Vec::with_capacity(size_hint.saturating_add(256));
+    serde_json::to_writer(&mut out, answer).map_err(|e| TranslateError::UpstreamBody {
+        provider,
+        message: format!("cannot write the answer: {e}"),
+    })?;
+    Ok(out)
 }
 
 /// A tool call of an answer, OpenAI-shaped; `index` is set in streamed deltas.
@@ -669,17 +749,6 @@ pub(crate) fn mentions_context_window(message: &str) -> bool {
     ]
     .iter()
     .any(|needle| m.contains(needle))
-}
-
-/// Reads a text as a JSON object when it is one (tool results), else `None`.
-pub(crate) fn json_object(text: &str) -> Option<Value> {
-    let t = text.trim_start();
-    if !t.starts_with('{') {
-        return None;
-    }
-    serde_json::from_str::<Value>(t)
-        .ok()
-        .filter(Value::is_object)
 }
 
 /// Joins texts without copying when there is only one.

@@ -12,6 +12,7 @@
 //! tool-call deltas with their `index`; the usage chunk (`stream_options.include_usage`)
 //! comes from [`StreamDecoder::finish`], after every finish reason.
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::shared::{self, ChunkHeader, Usage};
@@ -173,13 +174,10 @@ impl ChunkTranslator {
             for p in c.content.iter().flat_map(|c| &c.parts) {
                 if let Some(f) = &p.function_call {
                     let id = super::tool_call_id(f.id.as_deref(), p.thought_signature.as_deref());
-                    let args = f
-                        .args
-                        .as_ref()
-                        .map_or_else(|| "{}".to_owned(), Value::to_string);
+                    let args = f.args.map_or("{}", RawValue::get);
                     let n = self.choices[slot].tool_calls;
                     self.choices[slot].tool_calls += 1;
-                    let call = shared::tool_call_json(Some(n), &id, &f.name, &args);
+                    let call = shared::tool_call_json(Some(n), &id, &f.name, args);
                     out.push(
                         self.header
                             .choice(index, json!({ "tool_calls": [call] }), None),

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// `models.generateContent` and `models.streamGenerateContent` request body.
 #[derive(Debug, Serialize)]
@@ -111,8 +112,8 @@ pub struct FileData<'a> {
 pub struct FunctionCall<'a> {
     /// Function name.
     pub name: &'a str,
-    /// Arguments (an object).
-    pub args: Value,
+    /// Arguments (an object), as the client wrote them.
+    pub args: &'a RawValue,
 }
 
 /// A function's result in the history.
@@ -121,7 +122,20 @@ pub struct FunctionResponse<'a> {
     /// Function name (Gemini matches results to calls by name).
     pub name: &'a str,
     /// The result (an object).
-    pub response: Value,
+    pub response: FunctionResult<'a>,
+}
+
+/// A function's result: Gemini takes an object.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum FunctionResult<'a> {
+    /// The tool answered a JSON object: sent as written.
+    Json(Cow<'a, RawValue>),
+    /// Any other answer: `{"content": <text>}`.
+    Text {
+        /// The tool's answer.
+        content: Cow<'a, str>,
+    },
 }
 
 /// A set of function declarations.
@@ -300,9 +314,9 @@ pub struct CandidateFunctionCall<'a> {
     /// Function name.
     #[serde(borrow)]
     pub name: Cow<'a, str>,
-    /// Arguments (an object).
-    #[serde(default)]
-    pub args: Option<Value>,
+    /// Arguments (an object), as Gemini wrote them.
+    #[serde(borrow, default)]
+    pub args: Option<&'a RawValue>,
 }
 
 /// `promptFeedback`.

@@ -77,12 +77,15 @@ pub struct ChatRequestIn<'a> {
     /// Number of choices.
     #[serde(default)]
     pub n: Option<u64>,
-    /// Unsupported by some providers.
+    /// Sampling seed (Gemini takes it; others cannot).
     #[serde(default)]
-    pub seed: Option<IgnoredAny>,
+    pub seed: Option<i64>,
     /// `{"type": "text" | "json_object" | "json_schema", …}`.
     #[serde(borrow, default)]
-    pub response_format: Option<TypeOnly<'a>>,
+    pub response_format: Option<ResponseFormatIn<'a>>,
+    /// OpenAI's processing tier.
+    #[serde(default)]
+    pub service_tier: Option<IgnoredAny>,
     /// Legacy function calling.
     #[serde(default)]
     pub functions: Option<IgnoredAny>,
@@ -114,12 +117,23 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
-/// An object of which only `type` matters.
+/// `response_format`.
 #[derive(Debug, Deserialize)]
-pub struct TypeOnly<'a> {
-    /// Its `type`.
+pub struct ResponseFormatIn<'a> {
+    /// `text`, `json_object` or `json_schema`.
     #[serde(borrow)]
     pub r#type: Cow<'a, str>,
+    /// With `json_schema`: the schema.
+    #[serde(borrow, default)]
+    pub json_schema: Option<JsonSchemaIn<'a>>,
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Deserialize)]
+pub struct JsonSchemaIn<'a> {
+    /// The JSON schema of the output, as written.
+    #[serde(borrow, default)]
+    pub schema: Option<&'a RawValue>,
 }
 
 /// One message of a request.
@@ -137,6 +151,9 @@ pub struct MessageIn<'a> {
     /// The call a `tool` message answers.
     #[serde(borrow, default)]
     pub tool_call_id: Option<Cow<'a, str>>,
+    /// The function a legacy `function` message answers.
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
 }
 
 /// One content part.
@@ -157,14 +174,59 @@ pub struct PartIn<'a> {
     /// A `file` part's file.
     #[serde(borrow, default)]
     pub file: Option<FileIn<'a>>,
+    /// An `input_audio` part's audio.
+    #[serde(borrow, default)]
+    pub input_audio: Option<InputAudioIn<'a>>,
 }
 
-/// `image_url`.
-#[derive(Debug, Deserialize, Serialize)]
+/// `image_url`: `{"url": …}`, or (as some clients send it) the URL itself.
+#[derive(Debug, Serialize)]
 pub struct ImageUrl<'a> {
     /// A `data:` or `http(s):` URL.
-    #[serde(borrow)]
     pub url: Cow<'a, str>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for ImageUrl<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Url<'a> {
+            #[serde(borrow)]
+            url: Cow<'a, str>,
+        }
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = ImageUrl<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a URL or a {\"url\"} object")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(ImageUrl {
+                    url: Cow::Borrowed(v),
+                })
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(ImageUrl {
+                    url: Cow::Owned(v.to_owned()),
+                })
+            }
+            fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+                let u = Url::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(ImageUrl { url: u.url })
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// An `input_audio` part's audio.
+#[derive(Debug, Deserialize)]
+pub struct InputAudioIn<'a> {
+    /// Base64 data.
+    #[serde(borrow, default)]
+    pub data: Option<Cow<'a, str>>,
+    /// `wav`, `mp3`, …
+    #[serde(borrow, default)]
+    pub format: Option<Cow<'a, str>>,
 }
 
 /// A `file` part's file.
@@ -195,17 +257,51 @@ pub struct FunctionCallIn<'a> {
     /// Its name.
     #[serde(borrow, default)]
     pub name: Cow<'a, str>,
-    /// Its arguments: a JSON text in a string.
-    #[serde(borrow, default)]
+    /// Its arguments: a JSON text in a string (`null` reads as none; an object, which
+    /// some clients send, as its JSON text).
+    #[serde(borrow, default, deserialize_with = "arguments")]
     pub arguments: Cow<'a, str>,
+}
+
+/// A tool call's `arguments`: a string, `null` (empty), or an object (its JSON text).
+fn arguments<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Cow<'a, str>, D::Error> {
+    struct V<'a>(PhantomData<&'a ()>);
+    impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+        type Value = Cow<'a, str>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(v))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Cow::Owned(v))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Cow::Borrowed(""))
+        }
+        fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<Self::Value, M::Error> {
+            let object = serde_json::Map::<String, serde_json::Value>::deserialize(
+                de::value::MapAccessDeserializer::new(map),
+            )?;
+            Ok(Cow::Owned(serde_json::Value::Object(object).to_string()))
+        }
+    }
+    d.deserialize_any(V(PhantomData))
 }
 
 /// A tool definition.
 #[derive(Debug, Deserialize)]
 pub struct ToolIn<'a> {
-    /// `function`.
-    #[serde(borrow)]
-    pub r#type: Cow<'a, str>,
+    /// `function` (some clients leave it out).
+    #[serde(borrow, default)]
+    pub r#type: Option<Cow<'a, str>>,
     /// The function.
     #[serde(borrow, default)]
     pub function: Option<FunctionDefIn<'a>>,
@@ -478,16 +574,17 @@ pub struct ChatCompletion<'a> {
     pub created: u64,
     /// The model that answered.
     pub model: &'a str,
-    /// One choice.
-    pub choices: [Choice<'a>; 1],
-    /// Token usage.
-    pub usage: Usage,
+    /// The choices (one unless `n` asked for more).
+    pub choices: Vec<Choice<'a>>,
+    /// Token usage (absent when the upstream reported none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
 }
 
-/// The choice of a completion we write.
+/// A choice of a completion we write.
 #[derive(Debug, Serialize)]
 pub struct Choice<'a> {
-    /// 0.
+    /// Its position among the choices.
     pub index: u32,
     /// The message.
     pub message: AnswerMessage<'a>,
@@ -504,6 +601,9 @@ pub struct AnswerMessage<'a> {
     pub role: &'static str,
     /// The text (`null` when there is none).
     pub content: Option<Cow<'a, str>>,
+    /// The model's reasoning (thought summaries), when the provider returns it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<Cow<'a, str>>,
     /// Tool calls.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCall<'a>>,
@@ -523,6 +623,16 @@ pub struct Usage {
     /// Cached input tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prompt_tokens_details: Option<PromptTokensDetails>,
+    /// Reasoning tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+/// `completion_tokens_details`.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+pub struct CompletionTokensDetails {
+    /// Output tokens spent thinking (counted in `completion_tokens`).
+    pub reasoning_tokens: u64,
 }
 
 /// `prompt_tokens_details`.
