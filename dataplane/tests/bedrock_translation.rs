@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, StatusCode};
 use modelgate_dataplane::providers::Translator;
 use modelgate_dataplane::providers::bedrock::converse::{
@@ -926,15 +926,29 @@ fn chat_response_golden() {
     ));
 }
 
+/// The chunks of the server-sent events written to `out` (each `data: <json>\n\n`).
+fn events(out: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(out).expect("utf8");
+    assert!(text.is_empty() || text.ends_with("\n\n"), "{text}");
+    text.split_terminator("\n\n")
+        .map(|e| {
+            let data = e.strip_prefix("data: ").expect("a data line");
+            assert!(!data.contains('\n'), "one line per event: {e}");
+            serde_json::from_str(data).expect("a JSON chunk")
+        })
+        .collect()
+}
+
 fn decode_stream(pieces: &[&[u8]], include_usage: bool) -> Result<Vec<Value>, StreamError> {
     let mut d = StreamDecoder::new("claude-on-bedrock", include_usage);
-    let mut out = Vec::new();
+    let mut out = BytesMut::new();
     for p in pieces {
-        out.extend(d.feed(p)?);
+        d.feed(p, &mut out)?;
     }
-    out.extend(d.finish()?);
-    out.iter_mut().for_each(normalize);
-    Ok(out)
+    d.finish(&mut out)?;
+    let mut chunks = events(&out);
+    chunks.iter_mut().for_each(normalize);
+    Ok(chunks)
 }
 
 #[test]
@@ -971,7 +985,8 @@ fn stream_exceptions_are_errors() {
         ));
         let bytes = encode_all(&messages);
         let mut d = StreamDecoder::new("m", true);
-        let err = d.feed(&bytes).expect_err(kind);
+        let mut out = BytesMut::new();
+        let err = d.feed(&bytes, &mut out).expect_err(kind);
         let StreamError::Upstream(e) = &err else {
             panic!("{kind}: expected the upstream error, got {err:?}");
         };
@@ -984,7 +999,7 @@ fn stream_exceptions_are_errors() {
             "{kind}"
         );
         assert_eq!(err.to_api_error(), *e);
-        assert_eq!(d.finish(), Err(StreamError::Ended));
+        assert_eq!(d.finish(&mut out), Err(StreamError::Ended));
     }
 }
 

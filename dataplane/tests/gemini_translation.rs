@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use bytes::BytesMut;
 use http::StatusCode;
 use modelgate_dataplane::providers::gemini::shared::{ChatOptions, TranslateError, parse_chat};
 use modelgate_dataplane::providers::gemini::stream::{StreamDecoder, StreamError};
@@ -302,18 +303,32 @@ fn thought_signatures_survive_a_round_trip_through_the_client() {
     );
 }
 
+/// The chunks of the server-sent events written to `out` (each `data: <json>\n\n`).
+fn events(out: &[u8]) -> Vec<Value> {
+    let text = std::str::from_utf8(out).expect("utf8");
+    assert!(text.is_empty() || text.ends_with("\n\n"), "{text}");
+    text.split_terminator("\n\n")
+        .map(|e| {
+            let data = e.strip_prefix("data: ").expect("a data line");
+            assert!(!data.contains('\n'), "one line per event: {e}");
+            serde_json::from_str(data).expect("a JSON chunk")
+        })
+        .collect()
+}
+
 /// Decodes a whole stream fed in the given pieces.
 fn decode(pieces: &[&[u8]], include_usage: bool) -> Result<Vec<Value>, StreamError> {
     let mut d = StreamDecoder::new("gemini-flash", include_usage);
-    let mut out = Vec::new();
+    let mut out = BytesMut::new();
     for p in pieces {
-        out.extend(d.feed(p)?);
+        d.feed(p, &mut out)?;
     }
-    out.extend(d.finish()?);
-    for chunk in &mut out {
+    d.finish(&mut out)?;
+    let mut chunks = events(&out);
+    for chunk in &mut chunks {
         normalize(chunk);
     }
-    Ok(out)
+    Ok(chunks)
 }
 
 #[test]
@@ -348,7 +363,8 @@ fn usage_chunk_only_when_asked() {
 fn stream_error_event_is_the_upstream_error() {
     let bytes = read("stream_error.sse");
     let mut d = StreamDecoder::new("m", false);
-    let err = d.feed(&bytes).expect_err("error event");
+    let mut out = BytesMut::new();
+    let err = d.feed(&bytes, &mut out).expect_err("error event");
     let StreamError::Upstream(api) = &err else {
         panic!("expected the upstream error, got {err:?}");
     };
@@ -356,7 +372,7 @@ fn stream_error_event_is_the_upstream_error() {
     assert!(api.message.contains("overloaded"));
     assert_eq!(err.to_api_error(), *api);
     // The decoder stays failed.
-    assert_eq!(d.feed(b"data: {}\n\n"), Err(StreamError::Ended));
+    assert_eq!(d.feed(b"data: {}\n\n", &mut out), Err(StreamError::Ended));
 }
 
 #[test]
@@ -365,11 +381,11 @@ fn a_stream_cut_before_its_finish_reason_is_an_error() {
     let text = String::from_utf8(bytes).expect("utf8");
     let first_event_end = text.find("\r\n\r\n").expect("event") + 4;
     let mut d = StreamDecoder::new("m", true);
-    let chunks = d
-        .feed(&text.as_bytes()[..first_event_end])
+    let mut out = BytesMut::new();
+    d.feed(&text.as_bytes()[..first_event_end], &mut out)
         .expect("first event");
-    assert_eq!(chunks.len(), 2, "role chunk and the first delta");
-    assert_eq!(d.finish(), Err(StreamError::Truncated));
+    assert_eq!(events(&out).len(), 2, "role chunk and the first delta");
+    assert_eq!(d.finish(&mut out), Err(StreamError::Truncated));
     assert_eq!(
         StreamError::Truncated.to_api_error().status,
         StatusCode::BAD_GATEWAY
@@ -381,13 +397,15 @@ fn a_stream_cut_before_its_finish_reason_is_an_error() {
 #[test]
 fn oversized_events_are_refused_without_buffering_them() {
     let mut d = StreamDecoder::with_max_event_len("m", false, 64);
-    let err = d.feed(&[b'x'; 65]).expect_err("too long");
+    let err = d
+        .feed(&[b'x'; 65], &mut BytesMut::new())
+        .expect_err("too long");
     assert_eq!(err, StreamError::EventTooLong { max: 64 });
     // An event of many short data lines counts as a whole.
     let mut d = StreamDecoder::with_max_event_len("m", false, 64);
     let lines = b"data: 0123456789\n".repeat(8);
     assert!(matches!(
-        d.feed(&lines),
+        d.feed(&lines, &mut BytesMut::new()),
         Err(StreamError::EventTooLong { max: 64 })
     ));
 }

@@ -7,7 +7,9 @@ use libfuzzer_sys::fuzz_target;
 use modelgate_dataplane::providers::bedrock::converse::{chat_response, error, exception};
 
 fuzz_target!(|data: &[u8]| {
-    let _ = chat_response(data, "m");
+    if let Ok(answer) = chat_response(data, "m", 1) {
+        serde_json::from_slice::<serde_json::Value>(&answer).expect("a translated answer is JSON");
+    }
     for status in [400u16, 403, 424, 429, 503] {
         let status = http::StatusCode::from_u16(status).expect("status");
         let e = error(status, data, None, None);

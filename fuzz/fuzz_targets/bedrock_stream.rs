@@ -4,6 +4,7 @@
 
 #![no_main]
 
+use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use modelgate_dataplane::providers::bedrock::converse::StreamDecoder;
 use modelgate_dataplane::providers::bedrock::eventstream::{Message, encode};
@@ -32,8 +33,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut d = StreamDecoder::new("m", true);
     let half = bytes.len() / 2;
-    if d.feed(&bytes[..half]).is_err() || d.feed(&bytes[half..]).is_err() {
+    let mut out = BytesMut::new();
+    if d.feed(&bytes[..half], &mut out).is_err() || d.feed(&bytes[half..], &mut out).is_err() {
         return;
     }
-    let _ = d.finish();
+    let _ = d.finish(&mut out);
 });

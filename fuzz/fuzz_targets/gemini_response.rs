@@ -9,7 +9,9 @@ use modelgate_dataplane::providers::gemini::{
 };
 
 fuzz_target!(|data: &[u8]| {
-    let _ = chat_response(data, "m");
+    if let Ok(answer) = chat_response(data, "m", 1) {
+        serde_json::from_slice::<serde_json::Value>(&answer).expect("a translated answer is JSON");
+    }
     for status in [400u16, 429, 503] {
         let status = http::StatusCode::from_u16(status).expect("status");
         let e = error(status, data, None);

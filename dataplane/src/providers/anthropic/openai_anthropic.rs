@@ -650,7 +650,7 @@ impl AnthropicStream {
                     Delta {
                         role: Some("assistant"),
                         content: Some(""),
-                        tool_calls: None,
+                        ..Delta::default()
                     },
                     None,
                 );

@@ -6,8 +6,8 @@
 //!   requires alternation), `inferenceConfig`, `toolConfig`.
 //! - [`chat_response`]: a Converse answer to a `chat.completion`.
 //! - [`ChunkTranslator`] / [`StreamDecoder`]: ConverseStream's event-stream messages to
-//!   `chat.completion.chunk`s, the usage chunk from the final `metadata` event;
-//!   exception messages become errors.
+//!   `chat.completion.chunk` server-sent events (typed, written straight to the output),
+//!   the usage chunk from the final `metadata` event; exception messages become errors.
 //! - [`error`] and [`exception`]: HTTP error answers and in-stream exceptions to
 //!   OpenAI-shaped [`ApiError`]s.
 
@@ -15,10 +15,10 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::eventstream::{self, EventStreamError};
 use super::wire::{
@@ -30,7 +30,7 @@ use crate::errors::ApiError;
 use crate::providers::gemini::shared::{
     self, ChatOptions, ChunkHeader, ContentPart, TranslateError, Translated, Unsupported, Usage,
 };
-use crate::providers::openai::wire::{self as openai, ChatRequestIn, MessageIn};
+use crate::providers::openai::wire::{self as openai, ChatRequestIn, Delta, MessageIn};
 
 /// The provider name in messages.
 const PROVIDER: &str = "Bedrock Converse";
@@ -504,11 +504,17 @@ fn payload<'a, T: Deserialize<'a>>(event: &str, bytes: &'a [u8]) -> Result<T, St
 const MAX_TOOL_CALLS: usize = 1024;
 
 /// Turns ConverseStream messages into OpenAI chunks.
+///
+/// The role chunk of `messageStart` is held back until the next chunk: an exception
+/// right after `messageStart` (throttling) then reaches the proxy before anything was
+/// written for the client, so the request can still go to another deployment.
 #[derive(Debug)]
 pub struct ChunkTranslator {
     header: ChunkHeader,
     include_usage: bool,
     started: bool,
+    /// The role chunk is due before the next chunk.
+    role_pending: bool,
     /// Content block index → tool-call index.
     tools: HashMap<u64, usize>,
     stopped: bool,
@@ -525,6 +531,7 @@ impl ChunkTranslator {
             header: ChunkHeader::new(model),
             include_usage,
             started: false,
+            role_pending: false,
             tools: HashMap::new(),
             stopped: false,
             usage: None,
@@ -533,28 +540,41 @@ impl ChunkTranslator {
         }
     }
 
-    fn start(&mut self, out: &mut Vec<Value>) {
+    fn start(&mut self) {
         if !self.started {
             self.started = true;
-            out.push(
-                self.header
-                    .choice(0, json!({ "role": "assistant", "content": "" }), None),
-            );
+            self.role_pending = true;
         }
     }
 
-    fn send_usage(&mut self, out: &mut Vec<Value>) {
+    /// Writes the role chunk if it is due.
+    fn flush_role(&mut self, out: &mut BytesMut) {
+        if self.role_pending {
+            self.role_pending = false;
+            self.header.write(out, 0, shared::role_delta(), None);
+        }
+    }
+
+    /// Writes a chunk (after the role chunk, the first time).
+    fn write(&mut self, out: &mut BytesMut, delta: Delta<'_>, finish: Option<&'static str>) {
+        self.start();
+        self.flush_role(out);
+        self.header.write(out, 0, delta, finish);
+    }
+
+    fn send_usage(&mut self, out: &mut BytesMut) {
         if self.include_usage && !self.usage_sent {
             self.usage_sent = true;
-            out.push(self.header.usage(self.usage.unwrap_or_default()));
+            self.flush_role(out);
+            self.header.write_usage(out, self.usage.unwrap_or_default());
         }
     }
 
-    /// The chunks for one message, appended to `out`.
+    /// Writes the chunks of one message to `out` (as server-sent events).
     pub fn message(
         &mut self,
         message: &eventstream::Message,
-        out: &mut Vec<Value>,
+        out: &mut BytesMut,
     ) -> Result<(), StreamError> {
         if self.done {
             return Err(StreamError::Ended);
@@ -584,11 +604,10 @@ impl ChunkTranslator {
         let event = message.header_str(":event-type").unwrap_or("");
         let bytes = &message.payload[..];
         match event {
-            "messageStart" => self.start(out),
+            "messageStart" => self.start(),
             "contentBlockStart" => {
                 let start: wire::ContentBlockStart<'_> = payload(event, bytes)?;
                 if let Some(tool) = start.start.and_then(|s| s.tool_use) {
-                    self.start(out);
                     let index = self.tools.len();
                     if index >= MAX_TOOL_CALLS {
                         return Err(StreamError::Event {
@@ -597,9 +616,13 @@ impl ChunkTranslator {
                         });
                     }
                     self.tools.insert(start.content_block_index, index);
-                    let call =
-                        shared::tool_call_json(Some(index), &tool.tool_use_id, &tool.name, "");
-                    out.push(self.header.choice(0, json!({ "tool_calls": [call] }), None));
+                    let delta = shared::tool_call_delta(
+                        index,
+                        Some(&tool.tool_use_id),
+                        Some(&tool.name),
+                        "",
+                    );
+                    self.write(out, delta, None);
                 }
             }
             "contentBlockDelta" => {
@@ -607,10 +630,14 @@ impl ChunkTranslator {
                 let Some(d) = delta.delta else {
                     return Ok(());
                 };
-                self.start(out);
-                if let Some(t) = d.text.filter(|t| !t.is_empty()) {
-                    out.push(self.header.choice(0, json!({ "content": t }), None));
-                } else if let Some(tool) = d.tool_use {
+                self.start();
+                if let Some(t) = d.text.as_deref().filter(|t| !t.is_empty()) {
+                    let chunk = Delta {
+                        content: Some(t),
+                        ..Delta::default()
+                    };
+                    self.write(out, chunk, None);
+                } else if let Some(tool) = &d.tool_use {
                     let index = *self.tools.get(&delta.content_block_index).ok_or_else(|| {
                         StreamError::Event {
                             event: event.to_owned(),
@@ -618,18 +645,23 @@ impl ChunkTranslator {
                                 .to_owned(),
                         }
                     })?;
-                    let call = json!({ "index": index, "function": { "arguments": tool.input } });
-                    out.push(self.header.choice(0, json!({ "tool_calls": [call] }), None));
-                } else if let Some(t) = d.reasoning_content.and_then(|r| r.text) {
-                    out.push(
-                        self.header
-                            .choice(0, json!({ "reasoning_content": t }), None),
+                    self.write(
+                        out,
+                        shared::tool_call_delta(index, None, None, &tool.input),
+                        None,
                     );
+                } else if let Some(t) = d.reasoning_content.as_ref().and_then(|r| r.text.as_deref())
+                {
+                    let chunk = Delta {
+                        reasoning_content: Some(t),
+                        ..Delta::default()
+                    };
+                    self.write(out, chunk, None);
                 }
             }
             "messageStop" => {
                 let stop: wire::MessageStop<'_> = payload(event, bytes)?;
-                self.start(out);
+                self.start();
                 if !self.stopped {
                     self.stopped = true;
                     let reason = stop.stop_reason.as_deref().unwrap_or("end_turn");
@@ -639,7 +671,7 @@ impl ChunkTranslator {
                         } else {
                             finish_reason(reason)
                         };
-                    out.push(self.header.choice(0, json!({}), Some(finish)));
+                    self.write(out, Delta::default(), Some(finish));
                 }
             }
             "metadata" => {
@@ -657,9 +689,9 @@ impl ChunkTranslator {
         Ok(())
     }
 
-    /// The end of the stream: the usage chunk when asked for and not sent yet, or
-    /// [`StreamError::Truncated`] without a `messageStop`.
-    pub fn finish(&mut self, out: &mut Vec<Value>) -> Result<(), StreamError> {
+    /// The end of the stream: writes the usage chunk when asked for and not sent yet, or
+    /// fails with [`StreamError::Truncated`] without a `messageStop`.
+    pub fn finish(&mut self, out: &mut BytesMut) -> Result<(), StreamError> {
         if self.done {
             return Ok(());
         }
@@ -667,6 +699,7 @@ impl ChunkTranslator {
         if !self.stopped {
             return Err(StreamError::Truncated);
         }
+        self.flush_role(out);
         self.send_usage(out);
         Ok(())
     }
@@ -697,31 +730,32 @@ impl StreamDecoder {
         }
     }
 
-    /// Feeds the next bytes of the body; returns the chunks they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, StreamError> {
+    /// Feeds the next bytes of the body; writes the chunks they complete to `out`
+    /// (`data: <chunk>` server-sent events). After an error, what was written before it
+    /// stays in `out`, and the decoder stays failed.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamError> {
         if self.failed {
             return Err(StreamError::Ended);
         }
         self.decoder.feed(bytes);
-        let mut out = Vec::new();
-        let result = self.drain(&mut out);
-        self.fail_on(result).map(|()| out)
+        let result = self.drain(out);
+        self.fail_on(result)
     }
 
-    /// The end of the body: the last chunks (the usage chunk when asked for).
-    pub fn finish(&mut self) -> Result<Vec<Value>, StreamError> {
+    /// The end of the body: writes the last chunks (the usage chunk when asked for; not
+    /// `[DONE]`).
+    pub fn finish(&mut self, out: &mut BytesMut) -> Result<(), StreamError> {
         if self.failed {
             return Err(StreamError::Ended);
         }
-        let mut out = Vec::new();
         let result = self
-            .drain(&mut out)
+            .drain(out)
             .and_then(|()| self.decoder.finish().map_err(StreamError::from))
-            .and_then(|()| self.translator.finish(&mut out));
-        self.fail_on(result).map(|()| out)
+            .and_then(|()| self.translator.finish(out));
+        self.fail_on(result)
     }
 
-    fn drain(&mut self, out: &mut Vec<Value>) -> Result<(), StreamError> {
+    fn drain(&mut self, out: &mut BytesMut) -> Result<(), StreamError> {
         while let Some(message) = self.decoder.next_message()? {
             self.translator.message(&message, out)?;
         }

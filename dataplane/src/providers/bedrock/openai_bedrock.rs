@@ -10,7 +10,6 @@ use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::Full;
 use modelgate_dataplane_api::{Deployment, RoutingTable};
-use serde_json::Value;
 
 use super::Credentials;
 use super::converse::{self, StreamDecoder};
@@ -131,8 +130,6 @@ impl Translator for OpenAiToBedrock {
     fn stream(&self, cx: &ResponseContext) -> Box<dyn StreamTranslator> {
         Box::new(BedrockStream {
             decoder: StreamDecoder::new(&cx.model, cx.include_usage),
-            held: None,
-            started: false,
         })
     }
 
@@ -147,55 +144,19 @@ impl Translator for OpenAiToBedrock {
     }
 }
 
-/// One ConverseStream to OpenAI chunks.
-///
-/// The role chunk of `messageStart` is held back until the next chunk: an exception
-/// right after `messageStart` (throttling) then reaches the proxy before anything was
-/// written for the client, so the request can still go to another deployment.
+/// One ConverseStream to OpenAI chunks (the role chunk held back until the next one:
+/// [`converse::ChunkTranslator`]).
 struct BedrockStream {
     decoder: StreamDecoder,
-    held: Option<Value>,
-    started: bool,
-}
-
-impl BedrockStream {
-    fn write(&mut self, chunks: Vec<Value>, out: &mut BytesMut) {
-        for c in chunks {
-            if !self.started && self.held.is_none() && is_role_only(&c) {
-                self.held = Some(c);
-                continue;
-            }
-            self.started = true;
-            if let Some(held) = self.held.take() {
-                crate::sse::write_json_data(out, &held);
-            }
-            crate::sse::write_json_data(out, &c);
-        }
-    }
-}
-
-/// A chunk whose only news is the assistant's role.
-fn is_role_only(chunk: &Value) -> bool {
-    let delta = &chunk["choices"][0]["delta"];
-    delta.get("role").is_some()
-        && delta.get("tool_calls").is_none()
-        && delta["content"].as_str().is_none_or(str::is_empty)
-        && chunk["choices"][0]["finish_reason"].is_null()
 }
 
 impl StreamTranslator for BedrockStream {
     fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        let chunks = self.decoder.feed(bytes).map_err(|e| e.to_api_error())?;
-        self.write(chunks, out);
-        Ok(())
+        self.decoder.feed(bytes, out).map_err(|e| e.to_api_error())
     }
 
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        let chunks = self.decoder.finish().map_err(|e| e.to_api_error())?;
-        self.write(chunks, out);
-        if let Some(held) = self.held.take() {
-            crate::sse::write_json_data(out, &held);
-        }
+        self.decoder.finish(out).map_err(|e| e.to_api_error())?;
         crate::sse::write_done(out);
         Ok(())
     }

@@ -176,18 +176,11 @@ struct GeminiStream {
 
 impl StreamTranslator for GeminiStream {
     fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), ApiError> {
-        let chunks = self.decoder.feed(bytes).map_err(|e| e.to_api_error())?;
-        for c in &chunks {
-            crate::sse::write_json_data(out, c);
-        }
-        Ok(())
+        self.decoder.feed(bytes, out).map_err(|e| e.to_api_error())
     }
 
     fn finish(&mut self, out: &mut BytesMut) -> Result<(), ApiError> {
-        let chunks = self.decoder.finish().map_err(|e| e.to_api_error())?;
-        for c in &chunks {
-            crate::sse::write_json_data(out, c);
-        }
+        self.decoder.finish(out).map_err(|e| e.to_api_error())?;
         crate::sse::write_done(out);
         Ok(())
     }

@@ -9,10 +9,11 @@ use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::BytesMut;
 use http::StatusCode;
 use serde_json::error::Category;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::errors::ApiError;
 use crate::providers::openai::wire::{
@@ -621,22 +622,6 @@ impl Usage {
             }),
         }
     }
-
-    /// OpenAI's `usage` object.
-    pub(crate) fn to_json(self) -> Value {
-        let mut u = json!({
-            "prompt_tokens": self.prompt,
-            "completion_tokens": self.completion,
-            "total_tokens": self.total.unwrap_or(self.prompt + self.completion),
-        });
-        if let Some(c) = self.cached {
-            u["prompt_tokens_details"] = json!({ "cached_tokens": c });
-        }
-        if let Some(r) = self.reasoning {
-            u["completion_tokens_details"] = json!({ "reasoning_tokens": r });
-        }
-        u
-    }
 }
 
 /// Identifies a streamed answer: every chunk carries the same id, time and model.
@@ -656,27 +641,74 @@ impl ChunkHeader {
         }
     }
 
-    /// A chunk with one choice.
-    pub(crate) fn choice(&self, index: u64, delta: Value, finish_reason: Option<&str>) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{ "index": index, "delta": delta, "finish_reason": finish_reason }],
-        })
+    /// Writes a chunk with one choice as a server-sent event.
+    pub(crate) fn write(
+        &self,
+        out: &mut BytesMut,
+        index: u32,
+        delta: openai::Delta<'_>,
+        finish_reason: Option<&'static str>,
+    ) {
+        let choices = [openai::ChunkChoice {
+            index,
+            delta,
+            logprobs: None,
+            finish_reason,
+        }];
+        crate::sse::write_json_data(
+            out,
+            &openai::Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &choices,
+                usage: None,
+            },
+        );
     }
 
-    /// The usage chunk, with no choices (`stream_options.include_usage`).
-    pub(crate) fn usage(&self, usage: Usage) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [],
-            "usage": usage.to_json(),
-        })
+    /// Writes the usage chunk, with no choices (`stream_options.include_usage`).
+    pub(crate) fn write_usage(&self, out: &mut BytesMut, usage: Usage) {
+        crate::sse::write_json_data(
+            out,
+            &openai::Chunk {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &[],
+                usage: Some(usage.to_wire()),
+            },
+        );
+    }
+}
+
+/// The role chunk's delta: `{"role": "assistant", "content": ""}`.
+pub(crate) fn role_delta() -> openai::Delta<'static> {
+    openai::Delta {
+        role: Some("assistant"),
+        content: Some(""),
+        ..openai::Delta::default()
+    }
+}
+
+/// A tool call's delta: its start (`id` and `name`, with the arguments so far) or, with
+/// neither, more of its arguments.
+pub(crate) fn tool_call_delta<'a>(
+    index: usize,
+    id: Option<&'a str>,
+    name: Option<&'a str>,
+    arguments: &'a str,
+) -> openai::Delta<'a> {
+    openai::Delta {
+        tool_calls: Some([openai::ToolCallDelta {
+            index,
+            id,
+            r#type: id.map(|_| "function"),
+            function: openai::FunctionDelta { name, arguments },
+        }]),
+        ..openai::Delta::default()
     }
 }
 
@@ -692,19 +724,6 @@ pub(crate) fn write_answer(
         message: format!("cannot write the answer: {e}"),
     })?;
     Ok(out)
-}
-
-/// A tool call of an answer, OpenAI-shaped; `index` is set in streamed deltas.
-pub(crate) fn tool_call_json(index: Option<usize>, id: &str, name: &str, arguments: &str) -> Value {
-    let mut call = json!({
-        "id": id,
-        "type": "function",
-        "function": { "name": name, "arguments": arguments },
-    });
-    if let Some(i) = index {
-        call["index"] = json!(i);
-    }
-    call
 }
 
 /// An OpenAI-shaped upstream error: status, type, message, and the context-window code

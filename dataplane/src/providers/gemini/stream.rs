@@ -10,14 +10,17 @@
 //! candidate: text deltas, whole function calls, and at the end a `finishReason` and
 //! `usageMetadata`. The first chunk of each choice carries the role; function calls become
 //! tool-call deltas with their `index`; the usage chunk (`stream_options.include_usage`)
-//! comes from [`StreamDecoder::finish`], after every finish reason.
+//! comes from [`StreamDecoder::finish`], after every finish reason. Chunks are written
+//! with the typed OpenAI wire structs straight into the output buffer.
 
+use bytes::BytesMut;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use super::shared::{self, ChunkHeader, Usage};
 use super::wire::GenerateContentResponse;
 use crate::errors::ApiError;
+use crate::providers::openai::wire::Delta;
 use crate::sse;
 
 /// The longest server-sent event accepted by default.
@@ -97,7 +100,7 @@ fn contains_error_key(data: &[u8]) -> bool {
 /// The state of one choice of a streamed answer.
 #[derive(Debug, Default)]
 struct Choice {
-    index: u64,
+    index: u32,
     tool_calls: usize,
     finished: bool,
 }
@@ -130,7 +133,7 @@ impl ChunkTranslator {
         }
     }
 
-    fn choice(&mut self, index: u64, out: &mut Vec<Value>) -> Result<usize, StreamError> {
+    fn choice(&mut self, index: u32, out: &mut BytesMut) -> Result<usize, StreamError> {
         if let Some(i) = self.choices.iter().position(|c| c.index == index) {
             return Ok(i);
         }
@@ -143,18 +146,15 @@ impl ChunkTranslator {
             index,
             ..Choice::default()
         });
-        out.push(
-            self.header
-                .choice(index, json!({ "role": "assistant", "content": "" }), None),
-        );
+        self.header.write(out, index, shared::role_delta(), None);
         Ok(self.choices.len() - 1)
     }
 
-    /// The chunks for one event, appended to `out`.
+    /// Writes the chunks of one event to `out` (as server-sent events).
     pub fn event(
         &mut self,
         event: &GenerateContentResponse<'_>,
-        out: &mut Vec<Value>,
+        out: &mut BytesMut,
     ) -> Result<(), StreamError> {
         if self.done {
             return Err(StreamError::Ended);
@@ -169,7 +169,9 @@ impl ChunkTranslator {
             self.usage = Some(super::usage(u));
         }
         for (position, c) in event.candidates.iter().enumerate() {
-            let index = c.index.map_or(position as u64, u64::from);
+            let index = c
+                .index
+                .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX));
             let slot = self.choice(index, out)?;
             for p in c.content.iter().flat_map(|c| &c.parts) {
                 if let Some(f) = &p.function_call {
@@ -177,18 +179,21 @@ impl ChunkTranslator {
                     let args = f.args.map_or("{}", RawValue::get);
                     let n = self.choices[slot].tool_calls;
                     self.choices[slot].tool_calls += 1;
-                    let call = shared::tool_call_json(Some(n), &id, &f.name, args);
-                    out.push(
-                        self.header
-                            .choice(index, json!({ "tool_calls": [call] }), None),
-                    );
+                    let delta = shared::tool_call_delta(n, Some(&id), Some(&f.name), args);
+                    self.header.write(out, index, delta, None);
                 } else if let Some(t) = p.text.as_deref().filter(|t| !t.is_empty()) {
                     let delta = if p.thought == Some(true) {
-                        json!({ "reasoning_content": t })
+                        Delta {
+                            reasoning_content: Some(t),
+                            ..Delta::default()
+                        }
                     } else {
-                        json!({ "content": t })
+                        Delta {
+                            content: Some(t),
+                            ..Delta::default()
+                        }
                     };
-                    out.push(self.header.choice(index, delta, None));
+                    self.header.write(out, index, delta, None);
                 }
             }
             if let Some(reason) = &c.finish_reason {
@@ -200,7 +205,8 @@ impl ChunkTranslator {
                     } else {
                         super::finish_reason(reason)
                     };
-                    out.push(self.header.choice(index, json!({}), Some(finish)));
+                    self.header
+                        .write(out, index, Delta::default(), Some(finish));
                 }
             }
         }
@@ -212,15 +218,16 @@ impl ChunkTranslator {
             let slot = self.choice(0, out)?;
             if !self.choices[slot].finished {
                 self.choices[slot].finished = true;
-                out.push(self.header.choice(0, json!({}), Some("content_filter")));
+                self.header
+                    .write(out, 0, Delta::default(), Some("content_filter"));
             }
         }
         Ok(())
     }
 
-    /// The end of the stream: the usage chunk when asked for, or
+    /// The end of the stream: writes the usage chunk when asked for, or fails with
     /// [`StreamError::Truncated`] when a choice never finished.
-    pub fn finish(&mut self, out: &mut Vec<Value>) -> Result<(), StreamError> {
+    pub fn finish(&mut self, out: &mut BytesMut) -> Result<(), StreamError> {
         if self.done {
             return Ok(());
         }
@@ -229,7 +236,7 @@ impl ChunkTranslator {
             return Err(StreamError::Truncated);
         }
         if self.include_usage {
-            out.push(self.header.usage(self.usage.unwrap_or_default()));
+            self.header.write_usage(out, self.usage.unwrap_or_default());
         }
         Ok(())
     }
@@ -260,34 +267,35 @@ impl StreamDecoder {
         }
     }
 
-    /// Feeds the next bytes of the body; returns the chunks they complete.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Value>, StreamError> {
+    /// Feeds the next bytes of the body; writes the chunks they complete to `out`
+    /// (`data: <chunk>` server-sent events). After an error, what was written before it
+    /// stays in `out`, and the decoder stays failed.
+    pub fn feed(&mut self, bytes: &[u8], out: &mut BytesMut) -> Result<(), StreamError> {
         if self.failed {
             return Err(StreamError::Ended);
         }
         self.sse.push(bytes);
-        let mut out = Vec::new();
-        let result = self.drain(&mut out);
-        self.fail_on(result).map(|()| out)
+        let result = self.drain(out);
+        self.fail_on(result)
     }
 
-    /// The end of the body: the last chunks (the usage chunk when asked for).
-    pub fn finish(&mut self) -> Result<Vec<Value>, StreamError> {
+    /// The end of the body: writes the last chunks (the usage chunk when asked for; not
+    /// `[DONE]`).
+    pub fn finish(&mut self, out: &mut BytesMut) -> Result<(), StreamError> {
         if self.failed {
             return Err(StreamError::Ended);
         }
-        let mut out = Vec::new();
-        let result = self.drain(&mut out).and_then(|()| {
+        let result = self.drain(out).and_then(|()| {
             // Some servers end the body right after the last `data:` line.
             if let Some(last) = self.sse.finish() {
-                self.event(&last.data, &mut out)?;
+                self.event(&last.data, out)?;
             }
-            self.translator.finish(&mut out)
+            self.translator.finish(out)
         });
-        self.fail_on(result).map(|()| out)
+        self.fail_on(result)
     }
 
-    fn drain(&mut self, out: &mut Vec<Value>) -> Result<(), StreamError> {
+    fn drain(&mut self, out: &mut BytesMut) -> Result<(), StreamError> {
         loop {
             match self.sse.next_event() {
                 Ok(Some(event)) => self.event(&event.data, out)?,
@@ -297,7 +305,7 @@ impl StreamDecoder {
         }
     }
 
-    fn event(&mut self, data: &[u8], out: &mut Vec<Value>) -> Result<(), StreamError> {
+    fn event(&mut self, data: &[u8], out: &mut BytesMut) -> Result<(), StreamError> {
         if data.trim_ascii().is_empty() || data.trim_ascii() == b"[DONE]" {
             return Ok(());
         }

@@ -664,7 +664,7 @@ pub struct Chunk<'a> {
 /// The choice of a chunk we write.
 #[derive(Debug, Serialize)]
 pub struct ChunkChoice<'a> {
-    /// 0.
+    /// Which choice (0 unless several were asked for).
     pub index: u32,
     /// What is new.
     pub delta: Delta<'a>,
@@ -683,6 +683,9 @@ pub struct Delta<'a> {
     /// Text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
+    /// The model's reasoning, when the provider streams it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<&'a str>,
     /// A tool call's start or arguments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_calls: Option<[ToolCallDelta<'a>; 1]>,
