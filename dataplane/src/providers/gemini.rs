@@ -1,10 +1,11 @@
 //! Google's Gemini API (`generativelanguage.googleapis.com/v1beta`) behind the OpenAI API:
 //! the pure translations a provider adapter calls. Nothing here does I/O.
 //!
-//! - Chat: [`chat_request`] turns an OpenAI chat request into a `generateContent` body
-//!   ([`wire::GenerateContentRequest`], borrowing from the request); [`chat_response`]
-//!   turns the answer into a `chat.completion`; [`stream::StreamDecoder`] turns
-//!   `streamGenerateContent?alt=sse` bytes into `chat.completion.chunk`s.
+//! - Chat: [`chat_request`] turns an OpenAI chat request (read by [`shared::parse_chat`])
+//!   into a `generateContent` body ([`wire::GenerateContentRequest`], borrowing from the
+//!   request; tool schemas are cleaned for Gemini by [`schema`]); [`chat_response`] writes
+//!   the answer as a `chat.completion`; [`stream::StreamDecoder`] turns
+//!   `streamGenerateContent?alt=sse` bytes into `chat.completion.chunk` events.
 //! - Embeddings: [`embeddings_request`] and [`embeddings_response`] (`embedContent` for one
 //!   input, `batchEmbedContents` for several).
 //! - Errors: [`error`] maps an error answer to an OpenAI-shaped [`ApiError`].
@@ -263,31 +264,20 @@ pub fn chat_request<'a>(
     })
 }
 
-/// A tool's parameters schema for Gemini: cleaned ([`schema::clean`]), or none for a
+/// A tool's parameters schema for Gemini: cleaned ([`schema::clean_raw`]), or none for a
 /// schema without properties (Gemini refuses an object schema without properties; a
 /// function without parameters has none).
-fn parameters(raw: &RawValue) -> Result<Option<Value>, String> {
-    let schema: Value = serde_json::from_str(raw.get()).map_err(|e| e.to_string())?;
-    if !has_properties(&schema) {
+fn parameters(raw: &RawValue) -> Result<Option<schema::Schema<'_>>, String> {
+    if !schema::has_properties(raw) {
         return Ok(None);
     }
-    schema::clean(&schema).map(Some).map_err(|e| e.to_string())
-}
-
-/// True for a schema with at least one property (or a reference or union to resolve).
-fn has_properties(schema: &Value) -> bool {
-    schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .is_some_and(|p| !p.is_empty())
-        || schema.get("$ref").is_some()
-        || schema.get("anyOf").is_some()
+    schema::clean_raw(raw).map(Some).map_err(|e| e.to_string())
 }
 
 /// `response_format` to `responseMimeType` / `responseSchema`.
-fn response_format(
-    req: &ChatRequestIn<'_>,
-    config: &mut GenerationConfig<'_>,
+fn response_format<'a>(
+    req: &'a ChatRequestIn<'a>,
+    config: &mut GenerationConfig<'a>,
     unsupported: &mut Unsupported<'_>,
 ) -> Result<(), TranslateError> {
     let Some(format) = &req.response_format else {
@@ -299,13 +289,10 @@ fn response_format(
         "json_schema" => {
             config.response_mime_type = Some("application/json");
             if let Some(raw) = format.json_schema.as_ref().and_then(|j| j.schema) {
-                let cleaned = serde_json::from_str::<Value>(raw.get())
-                    .ok()
-                    .and_then(|s| schema::clean(&s).ok());
-                match cleaned {
-                    Some(cleaned) => config.response_schema = Some(cleaned),
+                match schema::clean_raw(raw) {
+                    Ok(cleaned) => config.response_schema = Some(cleaned),
                     // JSON output without the schema is better than nothing, if allowed.
-                    None => unsupported.param("response_format.json_schema.schema")?,
+                    Err(_) => unsupported.param("response_format.json_schema.schema")?,
                 }
             }
         }

@@ -1,8 +1,10 @@
 //! The OpenAI side of a translation, shared by the Gemini and Bedrock translators: the
-//! translation error, the caller's options, reading an OpenAI chat request (messages,
-//! content parts, stop, token limits) and writing OpenAI answers (completions, chunks,
-//! usage, ids). Nothing here is specific to one provider; it is meant to move beside the
-//! other translators' shared code once they are wired into the proxy.
+//! translation error, the caller's options, reading an OpenAI chat request into the
+//! borrowing wire types of [`crate::providers::openai::wire`] ([`parse_chat`]) and the
+//! helpers over them (messages, content parts, tool calls with their arguments as raw
+//! JSON, stop, token limits), and writing OpenAI answers and chunks with the typed write
+//! structs there (usage, ids). No `serde_json::Value` tree is built for a chat request or
+//! answer. Nothing here is specific to one provider.
 
 use std::borrow::Cow;
 use std::collections::HashMap;

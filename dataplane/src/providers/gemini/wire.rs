@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+pub use super::schema::Schema;
+
 /// `models.generateContent` and `models.streamGenerateContent` request body.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -156,7 +158,7 @@ pub struct FunctionDeclaration<'a> {
     pub description: Option<&'a str>,
     /// Its parameters, as Gemini's subset of OpenAPI schema.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parameters: Option<Value>,
+    pub parameters: Option<Schema<'a>>,
 }
 
 /// `toolConfig`.
@@ -226,7 +228,7 @@ pub struct GenerationConfig<'a> {
     pub response_mime_type: Option<&'static str>,
     /// The schema of JSON output.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_schema: Option<Value>,
+    pub response_schema: Option<Schema<'a>>,
 }
 
 impl GenerationConfig<'_> {
