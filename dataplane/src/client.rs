@@ -4,29 +4,30 @@
 //! (connections through a proxy are `CONNECT` tunnels; TLS to the upstream runs inside
 //! the tunnel).
 //!
-//! The pool is ours rather than hyper-util's legacy client: a request takes the most
-//! recently used idle connection to its upstream (or opens one when there is none, never
-//! racing a connect against a checkout), and its connection goes back to the pool when
-//! the answer's body has been read to the end ([`UpstreamBody`]); a body dropped early
-//! closes it. A request that a reused connection could not send (the upstream closed it
-//! while idle) is sent again on a new connection.
+//! The pool and the HTTP/1.1 exchange are ours ([`h1`]), not hyper's client: the request's
+//! own task writes the request and reads the answer on the connection it holds (no
+//! connection task, no channels between the two). A request takes the most recently used
+//! idle connection to its upstream that is still open (or opens one when there is none,
+//! never racing a connect against a checkout), and its connection goes back to the pool
+//! as soon as the answer's body has been read to its end ([`UpstreamBody`]); a body
+//! dropped early closes it. A request that a reused connection could not send (the
+//! upstream closed it while idle) is sent again on a new connection; one whose answer
+//! never came is an error, never sent twice.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker, ready};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::{Authority, Scheme};
 use http::{HeaderValue, Request, Response, Uri, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_rustls::HttpsConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::proxy::Tunnel;
 use hyper_util::client::proxy::matcher::Matcher;
@@ -35,6 +36,11 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tower_service::Service;
+
+mod h1;
+
+pub use h1::ExchangeError;
+use h1::{Conn, Framing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -170,17 +176,9 @@ pub enum RequestError {
         /// The cause.
         source: BoxError,
     },
-    /// The HTTP/1.1 handshake on a new connection failed.
-    #[error("HTTP handshake with {authority} failed: {source}")]
-    Handshake {
-        /// The upstream.
-        authority: String,
-        /// The cause.
-        source: hyper::Error,
-    },
     /// The request could not be sent or its answer's head could not be read.
     #[error("{0}")]
-    Send(#[source] hyper::Error),
+    Send(#[source] ExchangeError),
 }
 
 /// The upstream client: cheap to clone (one shared pool).
@@ -195,7 +193,32 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-type Key = (Scheme, Authority);
+/// An upstream: TLS or not, and its authority as the URI spells it. Compared and hashed
+/// as bytes (`Authority`'s own `Hash` and `Eq` fold case byte by byte, on every request).
+#[derive(Clone, Debug)]
+struct Key {
+    https: bool,
+    authority: Authority,
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.https == other.https && self.authority.as_str() == other.authority.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.https.hash(state);
+        self.authority.as_str().hash(state);
+    }
+}
+
+/// An upstream connection: TCP, TLS on it when the upstream is `https`. Boxed: the TLS
+/// state makes it over a kilobyte, and it moves between the pool and the requests.
+type Connection = Box<Conn<TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>>>;
 
 struct Inner {
     connector: HttpsConnector<ProxyConnector>,
@@ -203,190 +226,14 @@ struct Inner {
 }
 
 struct Idle {
-    sender: http1::SendRequest<Full<Bytes>>,
+    conn: Connection,
     since: Instant,
 }
 
-impl HttpClient {
-    /// Sends `req` (an absolute URI) and returns the answer once its head has arrived.
-    pub async fn request(
-        &self,
-        mut req: Request<Full<Bytes>>,
-    ) -> Result<Response<UpstreamBody>, RequestError> {
-        let uri = req.uri();
-        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
-            return Err(RequestError::InvalidUri(uri.to_string()));
-        };
-        let key: Key = (scheme.clone(), authority.clone());
-        let connect_uri = uri.clone();
-        // HTTP/1.1 to an origin (or through a tunnel): origin-form target and a Host.
-        let path = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        if !req.headers().contains_key(header::HOST) {
-            let host = host_header(&key.0, &key.1);
-            req.headers_mut().insert(header::HOST, host);
-        }
-        *req.uri_mut() = Uri::from(path);
-        let mut reused = self.checkout(&key);
-        loop {
-            let (mut sender, was_idle) = match reused.take() {
-                Some(s) => (s, true),
-                // Boxed: rare, and large (TCP, proxy tunnel, TLS); kept out of every
-                // request's state machine.
-                None => (
-                    Box::pin(self.connect(&key, connect_uri.clone())).await?,
-                    false,
-                ),
-            };
-            if let Err(e) = sender.ready().await {
-                if was_idle {
-                    // Closed while idle: another idle one, or a new connection.
-                    reused = self.checkout(&key);
-                    continue;
-                }
-                return Err(RequestError::Send(e));
-            }
-            match sender.try_send_request(req).await {
-                Ok(resp) => {
-                    let back = Some(Return {
-                        pool: Arc::clone(&self.inner),
-                        key,
-                        sender,
-                    });
-                    return Ok(resp.map(|body| UpstreamBody {
-                        inner: body,
-                        back,
-                        done: false,
-                    }));
-                }
-                Err(mut e) => match e.take_message() {
-                    // Never written: the connection was closing. Again, elsewhere.
-                    Some(again) if was_idle => {
-                        req = again;
-                        reused = self.checkout(&key);
-                    }
-                    _ => return Err(RequestError::Send(e.into_error())),
-                },
-            }
-        }
-    }
-
-    /// The most recently used open idle connection to `key`, if any.
-    fn checkout(&self, key: &Key) -> Option<http1::SendRequest<Full<Bytes>>> {
-        let mut idle = self.inner.idle.lock().ok()?;
-        let list = idle.get_mut(key)?;
-        while let Some(entry) = list.pop() {
-            if !entry.sender.is_closed() && entry.since.elapsed() < IDLE_TIMEOUT {
-                return Some(entry.sender);
-            }
-        }
-        None
-    }
-
-    async fn connect(
-        &self,
-        key: &Key,
-        uri: Uri,
-    ) -> Result<http1::SendRequest<Full<Bytes>>, RequestError> {
-        let mut connector = self.inner.connector.clone();
-        let io = async {
-            std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
-            connector.call(uri).await
-        }
-        .await
-        .map_err(|source| RequestError::Connect {
-            authority: key.1.to_string(),
-            source,
-        })?;
-        let (sender, conn) = http1::Builder::new()
-            .handshake(io)
-            .await
-            .map_err(|source| RequestError::Handshake {
-                authority: key.1.to_string(),
-                source,
-            })?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!("upstream connection ended: {e}");
-            }
-        });
-        Ok(sender)
-    }
-}
-
-/// The `Host` header for an authority: without the scheme's default port.
-fn host_header(scheme: &Scheme, authority: &Authority) -> HeaderValue {
-    let default_port = if *scheme == Scheme::HTTPS { 443 } else { 80 };
-    let host = match authority.port_u16() {
-        Some(p) if p == default_port => authority.host(),
-        _ => authority.as_str(),
-    };
-    HeaderValue::from_str(host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
-}
-
-/// A connection on its way back to the pool.
-struct Return {
-    pool: Arc<Inner>,
-    key: Key,
-    sender: http1::SendRequest<Full<Bytes>>,
-}
-
-/// An upstream answer's body. Read to its end, it gives its connection back to the pool;
-/// dropped before, the connection is closed.
-pub struct UpstreamBody {
-    inner: Incoming,
-    back: Option<Return>,
-    done: bool,
-}
-
-impl std::fmt::Debug for UpstreamBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpstreamBody")
-            .field("done", &self.done)
-            .finish_non_exhaustive()
-    }
-}
-
-impl HttpBody for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.done = true,
-            Poll::Ready(Some(Err(_))) => self.back = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done || self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        if !(self.done || self.inner.is_end_stream()) {
-            return;
-        }
-        let Some(Return { pool, key, sender }) = self.back.take() else {
-            return;
-        };
-        if sender.is_closed() {
-            return;
-        }
-        let Ok(mut idle) = pool.idle.lock() else {
+impl Inner {
+    /// Puts a connection whose answer was read to its end back in the pool.
+    fn put(&self, key: Key, conn: Connection) {
+        let Ok(mut idle) = self.idle.lock() else {
             return;
         };
         let list = idle.entry(key).or_default();
@@ -398,9 +245,204 @@ impl Drop for UpstreamBody {
         list.drain(..expired);
         if list.len() < MAX_IDLE_PER_UPSTREAM {
             list.push(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
+        }
+    }
+}
+
+/// The bytes of a request body (a `Full` gives its one frame at once).
+fn full_bytes(mut body: Full<Bytes>) -> Bytes {
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(&mut body).poll_frame(&mut cx) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
+    }
+}
+
+impl HttpClient {
+    /// Sends `req` (an absolute URI) and returns the answer once its head has arrived.
+    /// The request goes out in origin form with a `Host` (the URI's authority unless the
+    /// request names one) and its body's `Content-Length`; hop-by-hop headers are not
+    /// forwarded.
+    pub async fn request(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> Result<Response<UpstreamBody>, RequestError> {
+        let (parts, body) = req.into_parts();
+        let uri = &parts.uri;
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(RequestError::InvalidUri(uri.to_string()));
+        };
+        let key = Key {
+            https: *scheme == Scheme::HTTPS,
+            authority: authority.clone(),
+        };
+        let host = match parts.headers.get(header::HOST) {
+            Some(h) => h.clone(),
+            None => host_header(key.https, &key.authority),
+        };
+        let target = uri.path_and_query().map_or("/", |p| p.as_str());
+        let body = full_bytes(body);
+        let (head, coalesced) =
+            h1::encode_head(&parts.method, target, &host, &parts.headers, &body);
+        let mut reused = self.checkout(&key);
+        loop {
+            let (mut conn, was_idle) = match reused.take() {
+                Some(c) => (c, true),
+                // Boxed: rare, and large (TCP, proxy tunnel, TLS); kept out of every
+                // request's state machine.
+                None => (Box::pin(self.connect(&key, uri.clone())).await?, false),
+            };
+            if let Err(e) = conn.write(&head, &body, coalesced).await {
+                if was_idle {
+                    // Closed while idle: another idle one, or a new connection.
+                    reused = self.checkout(&key);
+                    continue;
+                }
+                return Err(RequestError::Send(e));
+            }
+            let answer = conn
+                .read_head(&parts.method)
+                .await
+                .map_err(RequestError::Send)?;
+            let mut resp = Response::new(());
+            *resp.status_mut() = answer.status;
+            *resp.version_mut() = answer.version;
+            *resp.headers_mut() = answer.headers;
+            let mut body = UpstreamBody {
+                conn: Some(conn),
+                framing: answer.framing,
+                back: answer.keep_alive.then(|| Return {
+                    pool: Arc::clone(&self.inner),
+                    key,
+                }),
+                done: false,
+            };
+            if body.framing.is_done() {
+                body.finish();
+            }
+            return Ok(resp.map(|()| body));
+        }
+    }
+
+    /// The most recently used idle connection to `key` that is still open, if any.
+    fn checkout(&self, key: &Key) -> Option<Connection> {
+        let mut idle = self.inner.idle.lock().ok()?;
+        let list = idle.get_mut(key)?;
+        while let Some(mut entry) = list.pop() {
+            if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.is_reusable() {
+                return Some(entry.conn);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self, key: &Key, uri: Uri) -> Result<Connection, RequestError> {
+        let mut connector = self.inner.connector.clone();
+        let io = async {
+            std::future::poll_fn(|cx| connector.poll_ready(cx)).await?;
+            connector.call(uri).await
+        }
+        .await
+        .map_err(|source| RequestError::Connect {
+            authority: key.authority.to_string(),
+            source,
+        })?;
+        Ok(Box::new(Conn::new(TokioIo::new(io))))
+    }
+}
+
+/// The `Host` header for an authority: without the scheme's default port.
+fn host_header(https: bool, authority: &Authority) -> HeaderValue {
+    let default_port = if https { 443 } else { 80 };
+    let host = match authority.port_u16() {
+        Some(p) if p == default_port => authority.host(),
+        _ => authority.as_str(),
+    };
+    HeaderValue::from_str(host).unwrap_or_else(|_| HeaderValue::from_static("localhost"))
+}
+
+/// Where a connection goes back once its answer has been read.
+struct Return {
+    pool: Arc<Inner>,
+    key: Key,
+}
+
+/// An upstream answer's body, read by whoever polls it (no connection task). Read to
+/// its end, it gives its connection back to the pool at once; dropped before, or after
+/// an error, the connection is closed.
+pub struct UpstreamBody {
+    conn: Option<Connection>,
+    framing: Framing,
+    /// `None` when the connection cannot carry another request.
+    back: Option<Return>,
+    done: bool,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody")
+            .field("framing", &self.framing)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamBody {
+    /// The body is complete: its connection goes back to the pool when it may carry
+    /// another request and nothing unasked follows the answer.
+    fn finish(&mut self) {
+        self.done = true;
+        if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take())
+            && conn.buf.is_empty()
+        {
+            back.pool.put(back.key, conn);
+        }
+    }
+}
+
+impl HttpBody for UpstreamBody {
+    type Data = Bytes;
+    type Error = ExchangeError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ExchangeError>>> {
+        let this = self.get_mut();
+        let Some(conn) = this.conn.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match ready!(conn.poll_body(cx, &mut this.framing)) {
+            Some(Ok(data)) => {
+                if this.framing.is_done() {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            Some(Err(e)) => {
+                this.conn = None;
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            None => {
+                this.finish();
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing.exact() {
+            Some(n) if !self.done => SizeHint::with_exact(n),
+            _ if self.done => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
         }
     }
 }
