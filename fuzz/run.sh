@@ -34,6 +34,7 @@ seeds_for() {
         request_head) echo ../dataplane/tests/fixtures/anthropic ../dataplane/tests/fixtures/gemini ;;
         routing_table) echo ../dataplane/api/tests/fixtures ;;
         litellm_import) echo ../operator/tests/fixtures/litellm ;;
+        json_valid) echo ../dataplane/tests/fixtures/anthropic ../dataplane/tests/fixtures/gemini ../dataplane/tests/fixtures/bedrock ;;
     esac
 }
 

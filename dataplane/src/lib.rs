@@ -11,7 +11,8 @@
 //! - [`tls`]: TLS for the admin API, following rotated certificate files.
 //! - [`health`]: active health checks; [`metrics`]: Prometheus metrics on their own port.
 //! - [`hardening`]: the hardening limits as flags (connections, heads, timeouts, sizes).
-//! - [`app`]: shared state; [`client`]: the upstream HTTP client.
+//! - [`app`]: shared state; [`client`]: the upstream HTTP client; [`json`]: the JSON
+//!   validity check of answers forwarded untouched.
 
 #![forbid(unsafe_code)]
 
@@ -22,6 +23,7 @@ pub mod errors;
 pub mod hardening;
 pub mod health;
 pub mod info;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod providers;

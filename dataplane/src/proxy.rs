@@ -166,7 +166,20 @@ pub struct RequestHead<'a> {
 /// Reads `model` and `stream` from a request body for `endpoint`, and nothing else: the
 /// rest of the body is forwarded as it came (a prompt is never copied into a tree unless
 /// it must be rewritten). Errors are the 400s the client gets.
+///
+/// One pass of [`crate::json::model_and_stream`] reads almost every body; what it leaves
+/// to a full parser (escapes in keys or in `model`, a key twice, invalid JSON, which
+/// then needs serde_json's error message) goes through [`read_head_slow`], whose result
+/// it equals (the `request_head` fuzz target holds the two to each other).
 pub fn read_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead<'_>, ApiError> {
+    match peek_fast(body) {
+        Some(peek) => check_head(endpoint, peek),
+        None => read_head_slow(endpoint, body),
+    }
+}
+
+/// [`read_head`] by serde_json alone.
+pub fn read_head_slow(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead<'_>, ApiError> {
     let peek: Peek<'_> = match serde_json::from_slice(body) {
         // A struct reads from a JSON array too (its fields in order): only an object is a
         // request, whatever its first elements are.
@@ -183,6 +196,35 @@ pub fn read_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead<'_>, Api
         }
         Err(e) => return Err(ApiError::bad_request(format!("invalid JSON body: {e}"))),
     };
+    check_head(endpoint, peek)
+}
+
+/// `model` and `stream` as serde_json reads them into [`Peek`], from the one-pass scan;
+/// `None` when only the full parser can say.
+fn peek_fast(body: &[u8]) -> Option<Peek<'_>> {
+    let found = crate::json::model_and_stream(body)?;
+    let model = match found.model {
+        None | Some(b"null") => None,
+        Some([b'"', inner @ .., b'"']) => {
+            if inner.contains(&b'\\') {
+                return None;
+            }
+            Some(Field::Expected(std::borrow::Cow::Borrowed(
+                std::str::from_utf8(inner).ok()?,
+            )))
+        }
+        Some(_) => Some(Field::Other),
+    };
+    let stream = match found.stream {
+        None | Some(b"null") => None,
+        Some(b"true") => Some(Field::Expected(true)),
+        Some(b"false") => Some(Field::Expected(false)),
+        Some(_) => Some(Field::Other),
+    };
+    Some(Peek { model, stream })
+}
+
+fn check_head(endpoint: Endpoint, peek: Peek<'_>) -> Result<RequestHead<'_>, ApiError> {
     let model = match peek.model {
         Some(Field::Expected(m)) => m,
         Some(Field::Other) => {
@@ -806,7 +848,7 @@ async fn attempt(
         }
         if legs.is_passthrough() {
             // A 200 whose body is not JSON is the deployment's failure, not an answer.
-            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_err() {
+            if !crate::json::is_valid(&bytes) {
                 return Err(Failure::retryable(ApiError::bad_gateway(format!(
                     "deployment {} answered with a body that is not JSON",
                     d.id
@@ -1355,6 +1397,40 @@ mod tests {
             let (status, param, _) = head(body).expect_err(body);
             assert_eq!((status, param.as_deref()), (400, Some("model")), "{body}");
         }
+    }
+
+    #[test]
+    fn the_one_pass_read_equals_serde_json_s() {
+        for body in [
+            r#"{"messages":[{"role":"user","content":"hi \u00e9 \"q\""}],"model":"gpt","stream":false}"#,
+            r#"{"model":"g\"pt"}"#,
+            r#"{"mod\u0065l":"escaped key"}"#,
+            r#"{"model":"a","model":"b"}"#,
+            r#"{"model":"a","stream":true,"stream":null}"#,
+            r#"{"model":null,"stream":null}"#,
+            r#"{"model":"m","stream":"true"}"#,
+            r#"{"model":"m","n":01}"#,
+            r#"{"model":"m","x":"\u12"}"#,
+            r#"["gpt", true]"#,
+            r#" {"model" : "spaced" , "stream" : true } "#,
+            "{\"model\":\"m\",\"k\":\"\u{1}\"}",
+        ] {
+            let expected = read_head_slow(Endpoint::Chat, body.as_bytes())
+                .map_err(|e| (e.status, e.param, e.message));
+            let got = read_head(Endpoint::Chat, body.as_bytes())
+                .map_err(|e| (e.status, e.param, e.message));
+            assert_eq!(got, expected, "{body}");
+        }
+        let bytes = b"{\"model\":\"m\xff\"}";
+        assert_eq!(
+            read_head(Endpoint::Chat, bytes).map_err(|e| e.message),
+            read_head_slow(Endpoint::Chat, bytes).map_err(|e| e.message)
+        );
+        let bytes = b"{\"\xff\":1,\"model\":\"m\"}";
+        assert_eq!(
+            read_head(Endpoint::Chat, bytes).map_err(|e| e.message),
+            read_head_slow(Endpoint::Chat, bytes).map_err(|e| e.message)
+        );
     }
 
     #[test]

@@ -292,17 +292,23 @@ impl<IO> IdleIo<IO> {
     }
 
     /// Called when the peer keeps us waiting: an error once it has been idle too long.
+    ///
+    /// The timer is moved lazily: progress only reads the clock, and a timer that fires
+    /// while the connection has made progress since is moved to the new deadline then
+    /// (once per timeout, not once per wait).
     fn waiting(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
-        let deadline = self.last + self.timeout;
-        if self.timer.deadline() != deadline {
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = self.last + self.timeout;
+            if deadline <= tokio::time::Instant::now() {
+                return Poll::Ready(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no progress for {:?}", self.timeout),
+                ));
+            }
             self.timer.as_mut().reset(deadline);
-        }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!("no progress for {:?}", self.timeout),
-            )),
-            Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -754,5 +760,33 @@ pub async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_fails_only_after_a_whole_timeout_without_progress() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let mut io = IdleIo::new(near, Duration::from_secs(10));
+        // A byte every 6 s for 30 s: never 10 s without progress.
+        let feeder = tokio::spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(6)).await;
+                far.write_all(b"x").await.expect("write");
+            }
+            far
+        });
+        let mut buf = [0u8; 8];
+        for _ in 0..5 {
+            assert_eq!(io.read(&mut buf).await.expect("progress"), 1);
+        }
+        let _far = feeder.await.expect("feeder");
+        let started = tokio::time::Instant::now();
+        let err = io.read(&mut buf).await.expect_err("idle");
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
     }
 }

@@ -1,7 +1,8 @@
 //! The public request path's parser: `model` and `stream` read from an arbitrary body for
 //! every endpoint (`proxy::read_head`), the model looked up in a routing table, and the
 //! Responses API's session pinning (`previous_response_id`): never a panic; a refusal is
-//! a 400; what is read agrees with a full JSON parse of the same body.
+//! a 400; what is read agrees with a full JSON parse of the same body, and the one-pass
+//! read (`read_head`) with serde_json's (`read_head_slow`), errors included.
 
 #![no_main]
 
@@ -10,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use modelgate_dataplane::providers::Endpoint;
-use modelgate_dataplane::proxy::read_head;
+use modelgate_dataplane::proxy::{read_head, read_head_slow};
 use modelgate_dataplane::responses::{decode_id, encode_id, pin};
 use modelgate_dataplane::router::{Router, StateRegistry};
 use modelgate_dataplane_api::RoutingTable;
@@ -36,6 +37,9 @@ fuzz_target!(|data: &[u8]| {
         Endpoint::Messages,
         Endpoint::Responses,
     ] {
+        let fast = read_head(endpoint, data).map_err(|e| (e.status, e.param, e.message));
+        let slow = read_head_slow(endpoint, data).map_err(|e| (e.status, e.param, e.message));
+        assert_eq!(fast, slow, "the one-pass read differs from serde_json's");
         match read_head(endpoint, data) {
             Ok(head) => {
                 assert!(!(head.stream && endpoint == Endpoint::Embeddings));
