@@ -20,21 +20,23 @@ const STRING_STOP: [bool; 256] = {
     t
 };
 
-/// Open containers, innermost last: `true` for an object.
+/// Open containers, innermost last: `true` for an object. The first 128 levels are bits
+/// of one integer; deeper ones (which serde_json also follows) a vector.
 struct Nesting {
-    bits: [u64; 2],
+    bits: u128,
     depth: usize,
     deeper: Vec<bool>,
 }
 
 impl Nesting {
+    #[inline(always)]
     fn push(&mut self, object: bool) {
         if self.depth < 128 {
-            let (word, bit) = (self.depth / 64, self.depth % 64);
+            let bit = 1u128 << self.depth;
             if object {
-                self.bits[word] |= 1 << bit;
+                self.bits |= bit;
             } else {
-                self.bits[word] &= !(1 << bit);
+                self.bits &= !bit;
             }
         } else {
             self.deeper.push(object);
@@ -42,131 +44,149 @@ impl Nesting {
         self.depth += 1;
     }
 
-    /// The innermost open container (`true`: object), if any.
-    fn top(&self) -> Option<bool> {
-        match self.depth {
-            0 => None,
-            d if d > 128 => self.deeper.last().copied(),
-            d => Some(self.bits[(d - 1) / 64] & (1 << ((d - 1) % 64)) != 0),
+    /// The innermost open container (`true`: object); only called when one is open.
+    #[inline(always)]
+    fn top_is_object(&self) -> bool {
+        if self.depth > 128 {
+            self.deeper.last().copied().unwrap_or(false)
+        } else {
+            self.bits & (1u128 << (self.depth - 1)) != 0
         }
     }
 
+    #[inline(always)]
     fn pop(&mut self) {
         if self.depth > 128 {
             self.deeper.pop();
         }
-        self.depth = self.depth.saturating_sub(1);
+        self.depth -= 1;
     }
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    pos: usize,
+/// The first byte at or after `i` that is not JSON whitespace.
+#[inline(always)]
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
+        i += 1;
+    }
+    i
 }
 
-impl Cursor<'_> {
-    fn ws(&mut self) {
-        while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.b.get(self.pos) {
-            self.pos += 1;
+/// True for each byte of `word` that ends a run of plain string bytes (`"`, `\\`, a
+/// control character), as the high bit of that byte (SWAR, eight bytes at a time).
+#[inline(always)]
+fn stops(word: u64) -> u64 {
+    const ONES: u64 = u64::MAX / 255;
+    const HIGH: u64 = ONES << 7;
+    let control = word.wrapping_sub(ONES * 0x20) & !word;
+    let quote =
+        (word ^ (ONES * u64::from(b'"'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'"')));
+    let backslash =
+        (word ^ (ONES * u64::from(b'\\'))).wrapping_sub(ONES) & !(word ^ (ONES * u64::from(b'\\')));
+    (control | quote | backslash) & HIGH
+}
+
+/// The end (after its closing quote) of the string whose content starts at `i`.
+#[inline(always)]
+fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        // Eight plain bytes at a time, then byte by byte up to the stop.
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            let found = stops(u64::from_le_bytes(word));
+            if found != 0 {
+                i += (found.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
         }
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.b.get(self.pos).copied()
-    }
-
-    fn eat(&mut self, byte: u8) -> bool {
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            true
-        } else {
-            false
+        let c = *b.get(i)?;
+        i += 1;
+        if !STRING_STOP[usize::from(c)] {
+            continue;
         }
-    }
-
-    /// A string whose opening quote was consumed.
-    fn string(&mut self) -> bool {
-        loop {
-            let rest = self.b.get(self.pos..).unwrap_or_default();
-            let Some(stop) = rest.iter().position(|c| STRING_STOP[usize::from(*c)]) else {
-                return false;
-            };
-            self.pos += stop + 1;
-            match rest[stop] {
-                b'"' => return true,
-                b'\\' => match self.peek() {
-                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.pos += 1,
-                    Some(b'u') => {
-                        let hex = self.b.get(self.pos + 1..self.pos + 5);
-                        if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
-                            return false;
-                        }
-                        self.pos += 5;
+        match c {
+            b'"' => return Some(i),
+            b'\\' => match *b.get(i)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 1,
+                b'u' => {
+                    let hex = b.get(i + 1..i + 5)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
                     }
-                    _ => return false,
-                },
-                // A control character.
-                _ => return false,
-            }
-        }
-    }
-
-    fn digits(&mut self) -> usize {
-        let start = self.pos;
-        while let Some(b'0'..=b'9') = self.peek() {
-            self.pos += 1;
-        }
-        self.pos - start
-    }
-
-    /// A number (its first byte not consumed).
-    fn number(&mut self) -> bool {
-        self.eat(b'-');
-        match self.peek() {
-            Some(b'0') => {
-                self.pos += 1;
-                if let Some(b'0'..=b'9') = self.peek() {
-                    return false;
+                    i += 5;
                 }
-            }
-            Some(b'1'..=b'9') => {
-                self.digits();
-            }
-            _ => return false,
+                _ => return None,
+            },
+            // A control character.
+            _ => return None,
         }
-        if self.eat(b'.') && self.digits() == 0 {
-            return false;
-        }
-        if let Some(b'e' | b'E') = self.peek() {
-            self.pos += 1;
-            if let Some(b'+' | b'-') = self.peek() {
-                self.pos += 1;
-            }
-            if self.digits() == 0 {
-                return false;
-            }
-        }
-        true
     }
+}
 
-    fn literal(&mut self, word: &[u8]) -> bool {
-        if self.b.get(self.pos..self.pos + word.len()) == Some(word) {
-            self.pos += word.len();
-            true
-        } else {
-            false
-        }
+/// After the digits at `i`, and how many there were.
+#[inline(always)]
+fn digits(b: &[u8], mut i: usize) -> (usize, usize) {
+    let start = i;
+    while let Some(b'0'..=b'9') = b.get(i) {
+        i += 1;
     }
+    (i, i - start)
+}
 
-    /// An object key and its colon (the key's opening quote not consumed).
-    fn key(&mut self) -> bool {
-        self.ws();
-        if !self.eat(b'"') || !self.string() {
-            return false;
-        }
-        self.ws();
-        self.eat(b':')
+/// The end of the number at `i`.
+#[inline(always)]
+fn number_end(b: &[u8], mut i: usize) -> Option<usize> {
+    if b.get(i) == Some(&b'-') {
+        i += 1;
     }
+    match b.get(i)? {
+        b'0' => {
+            i += 1;
+            if let Some(b'0'..=b'9') = b.get(i) {
+                return None;
+            }
+        }
+        b'1'..=b'9' => i = digits(b, i + 1).0,
+        _ => return None,
+    }
+    if b.get(i) == Some(&b'.') {
+        let (end, n) = digits(b, i + 1);
+        if n == 0 {
+            return None;
+        }
+        i = end;
+    }
+    if let Some(b'e' | b'E') = b.get(i) {
+        i += 1;
+        if let Some(b'+' | b'-') = b.get(i) {
+            i += 1;
+        }
+        let (end, n) = digits(b, i);
+        if n == 0 {
+            return None;
+        }
+        i = end;
+    }
+    Some(i)
+}
+
+/// The end of the literal `word` at `i`.
+#[inline(always)]
+fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+    (b.get(i..i + word.len())? == word).then_some(i + word.len())
+}
+
+/// After the key at `i` (whitespace before it included) and its colon.
+#[inline(always)]
+fn key_end(b: &[u8], i: usize) -> Option<usize> {
+    let i = ws(b, i);
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let i = ws(b, string_end(b, i + 1)?);
+    (b.get(i) == Some(&b':')).then_some(i + 1)
 }
 
 /// True when `bytes` is one JSON value, with whitespace around it only.
@@ -174,65 +194,55 @@ pub fn is_valid(bytes: &[u8]) -> bool {
     skip_value(bytes, 0) == Some(bytes.len())
 }
 
-/// Skips the JSON value at `pos` (whitespace around it included): the position after
-/// it, or `None` when there is no valid value there.
-fn skip_value(bytes: &[u8], pos: usize) -> Option<usize> {
-    let mut c = Cursor { b: bytes, pos };
+/// Skips the JSON value at `i` (whitespace around it included): the position after it,
+/// or `None` when there is no valid value there.
+fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
     let mut open = Nesting {
-        bits: [0; 2],
+        bits: 0,
         depth: 0,
         deeper: Vec::new(),
     };
     'value: loop {
-        c.ws();
-        let scalar = match c.peek()? {
+        i = ws(b, i);
+        i = match *b.get(i)? {
             b'{' => {
-                c.pos += 1;
-                c.ws();
-                if c.eat(b'}') {
-                    true
+                i = ws(b, i + 1);
+                if b.get(i) == Some(&b'}') {
+                    i + 1
                 } else {
                     open.push(true);
-                    if !c.key() {
-                        return None;
-                    }
+                    i = key_end(b, i)?;
                     continue 'value;
                 }
             }
             b'[' => {
-                c.pos += 1;
-                c.ws();
-                if c.eat(b']') {
-                    true
+                i = ws(b, i + 1);
+                if b.get(i) == Some(&b']') {
+                    i + 1
                 } else {
                     open.push(false);
                     continue 'value;
                 }
             }
-            b'"' => {
-                c.pos += 1;
-                c.string()
-            }
-            b't' => c.literal(b"true"),
-            b'f' => c.literal(b"false"),
-            b'n' => c.literal(b"null"),
-            b'-' | b'0'..=b'9' => c.number(),
-            _ => false,
+            b'"' => string_end(b, i + 1)?,
+            b't' => literal_end(b, i, b"true")?,
+            b'f' => literal_end(b, i, b"false")?,
+            b'n' => literal_end(b, i, b"null")?,
+            b'-' | b'0'..=b'9' => number_end(b, i)?,
+            _ => return None,
         };
-        if !scalar {
-            return None;
-        }
         // After a value: a comma, or the end of its containers.
         loop {
-            c.ws();
-            let Some(object) = open.top() else {
-                return Some(c.pos);
-            };
-            match c.peek() {
+            i = ws(b, i);
+            if open.depth == 0 {
+                return Some(i);
+            }
+            let object = open.top_is_object();
+            match b.get(i) {
                 Some(b',') => {
-                    c.pos += 1;
-                    if object && !c.key() {
-                        return None;
+                    i += 1;
+                    if object {
+                        i = key_end(b, i)?;
                     }
                     continue 'value;
                 }
@@ -240,7 +250,7 @@ fn skip_value(bytes: &[u8], pos: usize) -> Option<usize> {
                 Some(b']') if !object => {}
                 _ => return None,
             }
-            c.pos += 1;
+            i += 1;
             open.pop();
         }
     }
@@ -259,38 +269,35 @@ pub struct ModelAndStream<'a> {
 /// anything. `None` when the body needs a full parser to be read as serde_json reads it
 /// into a struct: not a valid JSON object, a key with an escape or not UTF-8, or `model`
 /// or `stream` given twice.
-pub fn model_and_stream(bytes: &[u8]) -> Option<ModelAndStream<'_>> {
-    let mut c = Cursor { b: bytes, pos: 0 };
+pub fn model_and_stream(b: &[u8]) -> Option<ModelAndStream<'_>> {
     let mut found = ModelAndStream::default();
-    c.ws();
-    if !c.eat(b'{') {
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'{') {
         return None;
     }
-    c.ws();
-    if !c.eat(b'}') {
+    i = ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        i += 1;
+    } else {
         loop {
-            c.ws();
-            if !c.eat(b'"') {
+            i = ws(b, i);
+            if b.get(i) != Some(&b'"') {
                 return None;
             }
-            let rest = bytes.get(c.pos..)?;
-            let end = rest.iter().position(|b| STRING_STOP[usize::from(*b)])?;
-            if rest[end] != b'"' {
+            let start = i + 1;
+            let end = string_end(b, start)?;
+            let key = &b[start..end - 1];
+            // An escape in the key: serde_json compares the unescaped key.
+            if key.contains(&b'\\') || (!key.is_ascii() && std::str::from_utf8(key).is_err()) {
                 return None;
             }
-            let key = &rest[..end];
-            if !key.is_ascii() && std::str::from_utf8(key).is_err() {
+            i = ws(b, end);
+            if b.get(i) != Some(&b':') {
                 return None;
             }
-            c.pos += end + 1;
-            c.ws();
-            if !c.eat(b':') {
-                return None;
-            }
-            c.ws();
-            let start = c.pos;
-            c.pos = skip_value(bytes, start)?;
-            let value = bytes[start..c.pos].trim_ascii_end();
+            let value_start = ws(b, i + 1);
+            i = skip_value(b, value_start)?;
+            let value = b[value_start..i].trim_ascii_end();
             let slot = match key {
                 b"model" => Some(&mut found.model),
                 b"stream" => Some(&mut found.stream),
@@ -301,17 +308,17 @@ pub fn model_and_stream(bytes: &[u8]) -> Option<ModelAndStream<'_>> {
             {
                 return None;
             }
-            if c.eat(b',') {
-                continue;
+            match b.get(i) {
+                Some(b',') => i += 1,
+                Some(b'}') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
             }
-            if c.eat(b'}') {
-                break;
-            }
-            return None;
         }
     }
-    c.ws();
-    (c.pos == bytes.len()).then_some(found)
+    (ws(b, i) == b.len()).then_some(found)
 }
 
 #[cfg(test)]
@@ -414,6 +421,39 @@ mod tests {
             assert_eq!(read(full), None, "{full}");
         }
         assert_eq!(model_and_stream(b"{\"\xff\": 1}"), None);
+    }
+
+    #[test]
+    fn string_scanning_finds_every_stop_at_every_offset() {
+        for len in 0..24 {
+            for stop in [
+                &b"\""[..],
+                b"\\n",
+                b"\\u00e9",
+                b"\x01",
+                b"\x1f",
+                b"\\q",
+                b"\x7f",
+                b"\xc3\xa9",
+            ] {
+                for at in 0..=len {
+                    let mut doc = b"[\"".to_vec();
+                    for k in 0..len {
+                        if k == at {
+                            doc.extend_from_slice(stop);
+                        }
+                        doc.push(b'a' + (k % 26) as u8);
+                    }
+                    doc.extend_from_slice(b"\"]");
+                    assert_eq!(
+                        is_valid(&doc),
+                        serde_says(&doc),
+                        "{}",
+                        String::from_utf8_lossy(&doc)
+                    );
+                }
+            }
+        }
     }
 
     #[test]
