@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = d.finish(&mut out);
     // Every chunk is a whole `data:` event of JSON.
     let mut chunks = 0usize;
-    for event in out.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    for event in out[..].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         let data = event.strip_prefix(b"data: ").expect("data events only");
         serde_json::from_slice::<serde_json::Value>(data).expect("a JSON chunk");
         chunks += 1;
