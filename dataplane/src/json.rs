@@ -86,26 +86,47 @@ fn stops(word: u64) -> u64 {
     (control | quote | backslash) & HIGH
 }
 
+/// The first byte at or after `i` that ends a run of plain string bytes, or the end.
+/// Most strings are short: their first sixteen bytes are tested eight at a time (SWAR);
+/// a longer run is searched with `memchr` for its quote or backslash, and checked for
+/// control characters in one vectorised pass.
+#[inline(always)]
+fn plain_run(b: &[u8], mut i: usize) -> usize {
+    for _ in 0..2 {
+        let Some(chunk) = b.get(i..i + 8) else {
+            while let Some(c) = b.get(i) {
+                if STRING_STOP[usize::from(*c)] {
+                    break;
+                }
+                i += 1;
+            }
+            return i;
+        };
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let found = stops(u64::from_le_bytes(word));
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    let rest = b.get(i..).unwrap_or_default();
+    let end = memchr::memchr2(b'"', b'\\', rest).unwrap_or(rest.len());
+    let run = &rest[..end];
+    if run.iter().fold(0u8, |acc, c| acc | u8::from(*c < 0x20)) == 0 {
+        i + end
+    } else {
+        i + run.iter().position(|c| *c < 0x20).unwrap_or(end)
+    }
+}
+
 /// The end (after its closing quote) of the string whose content starts at `i`.
 #[inline(always)]
 fn string_end(b: &[u8], mut i: usize) -> Option<usize> {
     loop {
-        // Eight plain bytes at a time, then byte by byte up to the stop.
-        while let Some(chunk) = b.get(i..i + 8) {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            let found = stops(u64::from_le_bytes(word));
-            if found != 0 {
-                i += (found.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
+        i = plain_run(b, i);
         let c = *b.get(i)?;
         i += 1;
-        if !STRING_STOP[usize::from(c)] {
-            continue;
-        }
         match c {
             b'"' => return Some(i),
             b'\\' => match *b.get(i)? {
@@ -425,7 +446,7 @@ mod tests {
 
     #[test]
     fn string_scanning_finds_every_stop_at_every_offset() {
-        for len in 0..24 {
+        for len in (0..40).chain([100, 1000]) {
             for stop in [
                 &b"\""[..],
                 b"\\n",
