@@ -272,9 +272,7 @@ fn parse_length(part: &[u8]) -> Result<u64, ExchangeError> {
     if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
         return Err(ExchangeError::ContentLength);
     }
-    Ok(part
-        .iter()
-        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+    Ok(part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
 }
 
 /// Parses an answer head at the start of `buf`: `Ok(None)` when it is not complete yet,
@@ -316,8 +314,8 @@ pub(crate) fn parse_head(
     let mut framing_headers = FramingHeaders::default();
     for h in parsed.headers.iter() {
         framing_headers.read(h.name.as_bytes(), h.value);
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| ExchangeError::Header("name"))?;
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ExchangeError::Header("name"))?;
         let start = (h.value.as_ptr() as usize).saturating_sub(base);
         let end = start + h.value.len();
         if end > shared.len() {
