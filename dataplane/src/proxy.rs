@@ -200,26 +200,35 @@ pub fn read_head_slow(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead<'_>
 }
 
 /// `model` and `stream` as serde_json reads them into [`Peek`], from the one-pass scan;
-/// `None` when only the full parser can say.
+/// `None` when only the full parser can say. serde reads these two values whole (a
+/// string decoded and checked to be UTF-8, a number parsed, where it may overflow), and
+/// skips arrays and objects as the scan does: strings with escapes or invalid UTF-8 and
+/// numbers are left to it.
 fn peek_fast(body: &[u8]) -> Option<Peek<'_>> {
+    /// A plain string's text (no escapes, valid UTF-8).
+    fn plain(raw: &[u8]) -> Option<&str> {
+        match raw {
+            [b'"', inner @ .., b'"'] if !inner.contains(&b'\\') => std::str::from_utf8(inner).ok(),
+            _ => None,
+        }
+    }
     let found = crate::json::model_and_stream(body)?;
     let model = match found.model {
         None | Some(b"null") => None,
-        Some([b'"', inner @ .., b'"']) => {
-            if inner.contains(&b'\\') {
-                return None;
-            }
-            Some(Field::Expected(std::borrow::Cow::Borrowed(
-                std::str::from_utf8(inner).ok()?,
-            )))
-        }
-        Some(_) => Some(Field::Other),
+        Some(raw @ [b'"', ..]) => Some(Field::Expected(std::borrow::Cow::Borrowed(plain(raw)?))),
+        Some(b"true" | b"false" | [b'[' | b'{', ..]) => Some(Field::Other),
+        Some(_) => return None,
     };
     let stream = match found.stream {
         None | Some(b"null") => None,
         Some(b"true") => Some(Field::Expected(true)),
         Some(b"false") => Some(Field::Expected(false)),
-        Some(_) => Some(Field::Other),
+        Some(raw @ [b'"', ..]) => {
+            plain(raw)?;
+            Some(Field::Other)
+        }
+        Some([b'[' | b'{', ..]) => Some(Field::Other),
+        Some(_) => return None,
     };
     Some(Peek { model, stream })
 }
@@ -1414,6 +1423,13 @@ mod tests {
             r#"["gpt", true]"#,
             r#" {"model" : "spaced" , "stream" : true } "#,
             "{\"model\":\"m\",\"k\":\"\u{1}\"}",
+            r#"{"model":"m","stream":"\ud800"}"#,
+            r#"{"model":"m","stream":"plain"}"#,
+            r#"{"model":"m","stream":1e999}"#,
+            r#"{"model":1e999}"#,
+            r#"{"model":-0.5,"stream":true}"#,
+            r#"{"model":"\ud800x"}"#,
+            r#"{"model":false}"#,
         ] {
             let expected = read_head_slow(Endpoint::Chat, body.as_bytes())
                 .map_err(|e| (e.status, e.param, e.message));
@@ -1422,6 +1438,11 @@ mod tests {
             assert_eq!(got, expected, "{body}");
         }
         let bytes = b"{\"model\":\"m\xff\"}";
+        assert_eq!(
+            read_head(Endpoint::Chat, bytes).map_err(|e| e.message),
+            read_head_slow(Endpoint::Chat, bytes).map_err(|e| e.message)
+        );
+        let bytes = b"{\"model\":\"m\",\"stream\":\"y\xffes\"}";
         assert_eq!(
             read_head(Endpoint::Chat, bytes).map_err(|e| e.message),
             read_head_slow(Endpoint::Chat, bytes).map_err(|e| e.message)
