@@ -14,7 +14,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -110,8 +110,21 @@ async fn start_fleet(n: usize, table: &Value, dir: &TempDir) -> Vec<DataPlane> {
     let bin: PathBuf = binary("modelgate-dataplane", "modelgate-dataplane");
     let mut fleet = Vec::new();
     for _ in 0..n {
+        fleet.push(start_one(&bin, &token, &table_file).await);
+    }
+    fleet
+}
+
+/// One data plane on free ports, once it serves its table. A port that another test's
+/// process took between `free_port()` and the child's bind makes the child exit (it binds
+/// all three ports before serving), and what answered on that port was not this child:
+/// ready means the child still runs and answers on its public *and* admin ports; else it
+/// starts again on other ports.
+async fn start_one(bin: &Path, token: &Path, table_file: &Path) -> DataPlane {
+    let client = Client::new();
+    for _ in 0..5 {
         let (port, admin, metrics) = (free_port(), free_port(), free_port());
-        let child = Command::new(&bin)
+        let mut child = Command::new(bin)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--admin-listen")
@@ -119,9 +132,9 @@ async fn start_fleet(n: usize, table: &Value, dir: &TempDir) -> Vec<DataPlane> {
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{metrics}"))
             .arg("--admin-token-file")
-            .arg(&token)
+            .arg(token)
             .arg("--table-file")
-            .arg(&table_file)
+            .arg(table_file)
             .args(["--limit-window-seconds", &WINDOW.as_secs().to_string()])
             .env("NO_PROXY", "*")
             .env_remove("HTTP_PROXY")
@@ -132,28 +145,37 @@ async fn start_fleet(n: usize, table: &Value, dir: &TempDir) -> Vec<DataPlane> {
             .stderr(Stdio::null())
             .spawn()
             .expect("start modelgate-dataplane");
-        fleet.push(DataPlane {
-            addr: format!("127.0.0.1:{port}").parse().expect("address"),
-            admin: format!("127.0.0.1:{admin}").parse().expect("address"),
-            metrics: format!("127.0.0.1:{metrics}").parse().expect("address"),
-            _proc: Proc(child),
-        });
-    }
-    let client = Client::new();
-    for dp in &fleet {
-        let ready = eventually(Duration::from_secs(30), || async {
-            let req = Request::get(format!("http://{}/health/readiness", dp.addr))
+        let (addr, admin, metrics): (SocketAddr, SocketAddr, SocketAddr) = (
+            format!("127.0.0.1:{port}").parse().expect("address"),
+            format!("127.0.0.1:{admin}").parse().expect("address"),
+            format!("127.0.0.1:{metrics}").parse().expect("address"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                break;
+            }
+            let req = Request::get(format!("http://{addr}/health/readiness"))
                 .body(Full::new(Bytes::new()))
                 .expect("request");
-            client
+            let ready = client
                 .try_send(req)
                 .await
-                .is_ok_and(|r| r.status.is_success())
-        })
-        .await;
-        assert!(ready, "a data plane never loaded its table");
+                .is_ok_and(|r| r.status.is_success());
+            if ready && TcpStream::connect(admin).is_ok() && matches!(child.try_wait(), Ok(None)) {
+                return DataPlane {
+                    addr,
+                    admin,
+                    metrics,
+                    _proc: Proc(child),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Exited (a port was taken) or never ready: stopped, and again on other ports.
+        drop(Proc(child));
     }
-    fleet
+    panic!("no data plane could start on free ports and load its table");
 }
 
 async fn admin(client: &Client, dp: &DataPlane, method: &str, body: Option<Value>) -> Resp {
