@@ -477,20 +477,14 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>, 
             Some(r) => finish_reason(r),
             None => "stop",
         };
-        choices.push(openai::Choice {
-            index: c
-                .index
+        choices.push(openai::Choice::assistant(
+            c.index
                 .unwrap_or_else(|| u32::try_from(i).unwrap_or(u32::MAX)),
-            message: openai::AnswerMessage {
-                role: "assistant",
-                content: (!text.is_empty()).then(|| shared::join(&text, "")),
-                reasoning_content: (!reasoning.is_empty()).then(|| shared::join(&reasoning, "")),
-                tool_calls: calls,
-                refusal: None,
-            },
-            logprobs: None,
-            finish_reason: Some(finish),
-        });
+            (!text.is_empty()).then(|| shared::join(&text, "")),
+            (!reasoning.is_empty()).then(|| shared::join(&reasoning, "")),
+            calls,
+            Some(finish),
+        ));
     }
     if choices.is_empty() {
         let blocked = answer
@@ -498,18 +492,13 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>, 
             .as_ref()
             .and_then(|f| f.block_reason.as_deref())
             .is_some();
-        choices.push(openai::Choice {
-            index: 0,
-            message: openai::AnswerMessage {
-                role: "assistant",
-                content: None,
-                reasoning_content: None,
-                tool_calls: Vec::new(),
-                refusal: None,
-            },
-            logprobs: None,
-            finish_reason: Some(if blocked { "content_filter" } else { "stop" }),
-        });
+        choices.push(openai::Choice::assistant(
+            0,
+            None,
+            None,
+            Vec::new(),
+            Some(if blocked { "content_filter" } else { "stop" }),
+        ));
     }
     let id = answer
         .response_id

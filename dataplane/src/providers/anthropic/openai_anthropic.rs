@@ -25,15 +25,15 @@ use http::StatusCode;
 use serde_json::value::RawValue;
 
 use super::wire::{
-    Block, EmptyObject, EventIn, MessageIn, MessagesRequest, Metadata, Role, Schema, Source,
-    System, Tool, ToolChoice, Turn, TurnContent, UsageIn,
+    Block, EventIn, MessageIn, MessagesRequest, Metadata, Role, Source, System, Tool, ToolChoice,
+    ToolSchema, Turn, TurnContent, UsageIn,
 };
 use super::{DEFAULT_MAX_TOKENS, finish_reason, now_secs, split_data_url};
 use crate::errors::ApiError;
 use crate::providers::openai::wire::{
-    AnswerMessage, ChatCompletion, ChatRequestIn, Choice, Chunk, ChunkChoice, Delta, FunctionCall,
-    FunctionDelta, MessageIn as OpenAiMessage, OneOrMany, PartIn, PromptTokensDetails, ToolCall,
-    ToolCallDelta, ToolChoiceIn, Usage,
+    ChatCompletion, ChatRequestIn, Choice, Chunk, ChunkChoice, Delta, FunctionCall, FunctionDelta,
+    MessageIn as OpenAiMessage, OneOrMany, PartIn, PromptTokensDetails, ToolCall, ToolCallDelta,
+    ToolChoiceIn, Usage,
 };
 use crate::providers::{
     Endpoint, RequestContext, ResponseContext, StreamTranslator, Translated, Translator,
@@ -154,13 +154,7 @@ pub fn request<'a>(
         tools.push(Tool {
             name: borrow(&f.name),
             description: f.description.as_ref().map(borrow),
-            input_schema: match f.parameters {
-                Some(raw) => Schema::Raw(raw),
-                None => Schema::Empty {
-                    r#type: "object",
-                    properties: EmptyObject {},
-                },
-            },
+            input_schema: ToolSchema::of(f.parameters),
         });
     }
     let disable_parallel = (req.parallel_tool_calls == Some(false)).then_some(true);
@@ -526,18 +520,13 @@ pub fn response(cx: &ResponseContext, body: &[u8]) -> Result<Bytes, ApiError> {
         object: "chat.completion",
         created: cx.created,
         model: &m.model,
-        choices: vec![Choice {
-            index: 0,
-            message: AnswerMessage {
-                role: "assistant",
-                content,
-                reasoning_content: None,
-                tool_calls,
-                refusal: None,
-            },
-            logprobs: None,
-            finish_reason: m.stop_reason.as_deref().map(finish_reason),
-        }],
+        choices: vec![Choice::assistant(
+            0,
+            content,
+            None,
+            tool_calls,
+            m.stop_reason.as_deref().map(finish_reason),
+        )],
         usage: Some(usage(prompt, cached, m.usage.output_tokens.unwrap_or(0))),
     };
     serde_json::to_vec(&out)

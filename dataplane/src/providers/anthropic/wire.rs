@@ -12,6 +12,8 @@ use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::providers::openai::wire::{EmptyObject, ToolSchema};
+
 use crate::providers::openai::wire::OneOrMany;
 
 // ---------------------------------------------------------------------------------------
@@ -168,27 +170,8 @@ pub struct Tool<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<Cow<'a, str>>,
     /// Its JSON schema.
-    pub input_schema: Schema<'a>,
+    pub input_schema: ToolSchema<'a>,
 }
-
-/// A JSON schema: as the client wrote it, or the empty object schema.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum Schema<'a> {
-    /// As written.
-    Raw(&'a RawValue),
-    /// `{"type": "object", "properties": {}}`.
-    Empty {
-        /// `object`.
-        r#type: &'static str,
-        /// No properties.
-        properties: EmptyObject,
-    },
-}
-
-/// `{}`.
-#[derive(Debug, Serialize)]
-pub struct EmptyObject {}
 
 /// Tool choice we write.
 #[derive(Debug, Serialize)]

@@ -22,9 +22,9 @@ use serde_json::value::RawValue;
 
 use super::eventstream::{self, EventStreamError};
 use super::wire::{
-    self, ContentBlock, ConverseRequest, ConverseResponse, Empty, ImageBlock, ImageSource,
-    InferenceConfig, InputSchema, Message, NamedTool, Role, Schema, SystemBlock, Tool, ToolChoice,
-    ToolConfig, ToolResultBlock, ToolResultContent, ToolSpec, ToolUseBlock,
+    self, ContentBlock, ConverseRequest, ConverseResponse, EmptyObject, ImageBlock, ImageSource,
+    InferenceConfig, InputSchema, Message, NamedTool, Role, SystemBlock, Tool, ToolChoice,
+    ToolConfig, ToolResultBlock, ToolResultContent, ToolSchema, ToolSpec, ToolUseBlock,
 };
 use crate::errors::ApiError;
 use crate::providers::gemini::shared::{
@@ -149,21 +149,15 @@ pub fn chat_request<'a>(
                     name: t.name,
                     description: t.description,
                     input_schema: InputSchema {
-                        json: t.parameters.map_or(
-                            Schema::Empty {
-                                r#type: "object",
-                                properties: Empty {},
-                            },
-                            Schema::Raw,
-                        ),
+                        json: ToolSchema::of(t.parameters),
                     },
                 },
             })
             .collect();
         let tool_choice = match choice {
             None | Some(shared::ToolChoice::None) => None,
-            Some(shared::ToolChoice::Auto) => Some(ToolChoice::Auto(Empty {})),
-            Some(shared::ToolChoice::Required) => Some(ToolChoice::Any(Empty {})),
+            Some(shared::ToolChoice::Auto) => Some(ToolChoice::Auto(EmptyObject {})),
+            Some(shared::ToolChoice::Required) => Some(ToolChoice::Any(EmptyObject {})),
             Some(shared::ToolChoice::Function(name)) => Some(ToolChoice::Tool(NamedTool { name })),
         };
         Some(ToolConfig { tools, tool_choice })
@@ -335,18 +329,13 @@ pub fn chat_response(body: &[u8], model: &str, created: u64) -> Result<Vec<u8>, 
         object: "chat.completion",
         created,
         model,
-        choices: vec![openai::Choice {
-            index: 0,
-            message: openai::AnswerMessage {
-                role: "assistant",
-                content: (!text.is_empty()).then(|| shared::join(&text, "")),
-                reasoning_content: (!reasoning.is_empty()).then(|| shared::join(&reasoning, "")),
-                tool_calls: calls,
-                refusal: None,
-            },
-            logprobs: None,
-            finish_reason: Some(finish),
-        }],
+        choices: vec![openai::Choice::assistant(
+            0,
+            (!text.is_empty()).then(|| shared::join(&text, "")),
+            (!reasoning.is_empty()).then(|| shared::join(&reasoning, "")),
+            calls,
+            Some(finish),
+        )],
         usage: answer.usage.as_ref().map(|u| usage(u).to_wire()),
     };
     shared::write_answer(&completion, PROVIDER, body.len())

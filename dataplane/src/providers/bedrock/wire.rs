@@ -8,6 +8,8 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+pub use crate::providers::openai::wire::{EmptyObject, ToolSchema};
+
 /// `Converse` / `ConverseStream` request body.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -177,22 +179,7 @@ pub struct ToolSpec<'a> {
 #[derive(Debug, Serialize)]
 pub struct InputSchema<'a> {
     /// The JSON schema.
-    pub json: Schema<'a>,
-}
-
-/// A JSON schema.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum Schema<'a> {
-    /// As the client wrote it.
-    Raw(&'a RawValue),
-    /// `{"type": "object", "properties": {}}`: a tool without parameters.
-    Empty {
-        /// `object`.
-        r#type: &'static str,
-        /// None.
-        properties: Empty,
-    },
+    pub json: ToolSchema<'a>,
 }
 
 /// `toolChoice`: exactly one key.
@@ -200,16 +187,12 @@ pub enum Schema<'a> {
 #[serde(rename_all = "camelCase")]
 pub enum ToolChoice<'a> {
     /// The model decides.
-    Auto(Empty),
+    Auto(EmptyObject),
     /// At least one tool call.
-    Any(Empty),
+    Any(EmptyObject),
     /// This tool.
     Tool(NamedTool<'a>),
 }
-
-/// `{}`.
-#[derive(Debug, Default, Serialize)]
-pub struct Empty {}
 
 /// A tool by name.
 #[derive(Debug, Serialize)]

@@ -538,6 +538,40 @@ pub struct FunctionDef<'a> {
     pub parameters: Option<&'a RawValue>,
 }
 
+/// A tool's input schema as a provider wants it: the client's JSON schema as written, or
+/// for a tool without parameters the empty object schema (Anthropic and Bedrock require
+/// one).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ToolSchema<'a> {
+    /// As the client wrote it.
+    Raw(&'a RawValue),
+    /// `{"type": "object", "properties": {}}`.
+    Empty {
+        /// `object`.
+        r#type: &'static str,
+        /// No properties.
+        properties: EmptyObject,
+    },
+}
+
+impl<'a> ToolSchema<'a> {
+    /// The schema of a function's `parameters`, if it has any.
+    pub fn of(parameters: Option<&'a RawValue>) -> Self {
+        parameters.map_or(
+            ToolSchema::Empty {
+                r#type: "object",
+                properties: EmptyObject {},
+            },
+            ToolSchema::Raw,
+        )
+    }
+}
+
+/// `{}`.
+#[derive(Debug, Default, Serialize)]
+pub struct EmptyObject {}
+
 /// `tool_choice` we write.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -592,6 +626,30 @@ pub struct Choice<'a> {
     pub logprobs: Option<()>,
     /// Why it stopped.
     pub finish_reason: Option<&'static str>,
+}
+
+impl<'a> Choice<'a> {
+    /// The assistant's answer: text, reasoning and tool calls, and why it stopped.
+    pub fn assistant(
+        index: u32,
+        content: Option<Cow<'a, str>>,
+        reasoning_content: Option<Cow<'a, str>>,
+        tool_calls: Vec<ToolCall<'a>>,
+        finish_reason: Option<&'static str>,
+    ) -> Self {
+        Choice {
+            index,
+            message: AnswerMessage {
+                role: "assistant",
+                content,
+                reasoning_content,
+                tool_calls,
+                refusal: None,
+            },
+            logprobs: None,
+            finish_reason,
+        }
+    }
 }
 
 /// The message of a completion we write.
