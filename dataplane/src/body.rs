@@ -1,4 +1,4 @@
-//! The response body type and helpers to build and read bodies.
+//! The body types (requests' and responses') and helpers to build and read bodies.
 
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
@@ -9,6 +9,61 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The body of every response the data plane writes.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The body of every request the handlers get: whole when the connection had read it all
+/// with the head (the public port's common case), read as it is polled otherwise.
+#[derive(Debug)]
+pub enum RequestBody {
+    /// The whole body (`None`: empty).
+    Full(Option<Bytes>),
+    /// Read by the public port's connection as the handler asks for it.
+    Streamed(crate::server::h1::StreamedBody),
+    /// hyper's (the admin and metrics ports).
+    Hyper(hyper::body::Incoming),
+}
+
+impl From<hyper::body::Incoming> for RequestBody {
+    fn from(body: hyper::body::Incoming) -> Self {
+        RequestBody::Hyper(body)
+    }
+}
+
+impl http_body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        use std::task::Poll;
+        match self.get_mut() {
+            RequestBody::Full(bytes) => {
+                Poll::Ready(bytes.take().map(|b| Ok(http_body::Frame::data(b))))
+            }
+            RequestBody::Streamed(body) => body.poll_frame(cx),
+            RequestBody::Hyper(body) => std::pin::Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Full(bytes) => bytes.is_none(),
+            RequestBody::Streamed(body) => body.is_end_stream(),
+            RequestBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self {
+            RequestBody::Full(bytes) => {
+                http_body::SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            RequestBody::Streamed(_) => http_body::SizeHint::default(),
+            RequestBody::Hyper(body) => body.size_hint(),
+        }
+    }
+}
 
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
@@ -31,6 +86,21 @@ pub enum ReadError {
     /// The connection failed.
     #[error("cannot read the body: {0}")]
     Io(BoxError),
+}
+
+/// Reads a whole request body of at most `limit` bytes (a whole one without the
+/// collecting machinery).
+pub async fn read_request(body: RequestBody, limit: u64) -> Result<Bytes, ReadError> {
+    match body {
+        RequestBody::Full(bytes) => {
+            let bytes = bytes.unwrap_or_default();
+            if bytes.len() as u64 > limit {
+                return Err(ReadError::TooLarge(limit));
+            }
+            Ok(bytes)
+        }
+        body => read_limited(body, limit).await,
+    }
 }
 
 /// Reads a whole body of at most `limit` bytes.

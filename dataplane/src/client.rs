@@ -37,7 +37,7 @@ use rustls::pki_types::pem::PemObject;
 use tokio::net::TcpStream;
 use tower_service::Service;
 
-mod h1;
+pub(crate) mod h1;
 
 pub use h1::ExchangeError;
 use h1::{Conn, Framing};

@@ -43,11 +43,10 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-use crate::body::Body;
+use crate::body::{Body, RequestBody};
 use crate::metrics::{FirstFrame, Metrics};
 
 pub use app::App;
@@ -182,7 +181,7 @@ async fn measured(
     app: Arc<App>,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let Some(endpoint) = endpoint_label(req.uri().path()) else {
         return server::public(app, req).await;
@@ -238,7 +237,7 @@ async fn measured_inner(
     app: Arc<App>,
     metrics: Arc<Metrics>,
     endpoint: &'static str,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     let started = Instant::now();
     let guard = metrics.start();
@@ -280,7 +279,7 @@ async fn measured_inner(
 async fn metrics_endpoint(
     app: Arc<App>,
     metrics: Arc<Metrics>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     // The probes answer here too, so a sidecar can keep its API on 127.0.0.1 and still be
     // probed by the kubelet on the pod IP.
@@ -324,9 +323,8 @@ pub async fn run(
         let drain = config.drain_timeout;
         let limits = config.limits.clone();
         tasks.spawn(async move {
-            server::serve_limited(
+            server::serve_public(
                 public,
-                None,
                 move |req| {
                     measured(
                         Arc::clone(&app),

@@ -2,7 +2,10 @@
 //! Responses API and its stored responses, see [`crate::responses`]) and the
 //! token-protected admin API
 //! (port 4001, over TLS when configured: see [`crate::tls`]), each an HTTP/1.1 accept
-//! loop with graceful shutdown.
+//! loop with graceful shutdown. The public port speaks HTTP/1.1 with our own connection
+//! driver ([`h1`]); the admin and metrics ports, which carry few requests, with hyper's.
+
+pub mod h1;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +17,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -26,7 +28,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::app::App;
-use crate::body::{Body, ReadError, json, read_limited};
+use crate::body::{Body, ReadError, RequestBody, json, read_limited, read_request};
 use crate::errors::{ApiError, Dialect};
 use crate::info;
 use crate::providers::Endpoint;
@@ -52,9 +54,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 ///   JSON, `Retry-After: 1`, `connection: close`) and closed, so the client learns why
 ///   instead of hanging in the listen backlog;
 /// - a request head over `max_header_bytes`, or with more than `max_headers` fields:
-///   `431 Request Header Fields Too Large` (hyper's answer), then the connection closes;
+///   `431 Request Header Fields Too Large` (in OpenAI's shape on the public port, hyper's
+///   on the others), then the connection closes;
 /// - no complete request head within `header_read_timeout` (a slow-header client, or an
-///   idle keep-alive connection: hyper times both from when it starts waiting for a
+///   idle keep-alive connection: both timed from when the server starts waiting for a
 ///   head): the connection is closed without an answer (no request was made);
 /// - no byte read or written for `idle_timeout` while the server waits on the client (a
 ///   client that stopped sending its body or stopped reading its answer): the connection
@@ -106,10 +109,19 @@ pub async fn serve<H, F>(
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    accept_loop(listener, None, handler, shutdown, drain, Limits::default()).await;
+    accept_loop(
+        listener,
+        None,
+        handler,
+        shutdown,
+        drain,
+        Limits::default(),
+        Engine::Hyper,
+    )
+    .await;
 }
 
 /// [`serve`] over TLS: each connection's handshake runs in the connection's own task (a
@@ -123,7 +135,7 @@ pub async fn serve_tls<H, F>(
     shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     accept_loop(
@@ -133,6 +145,7 @@ pub async fn serve_tls<H, F>(
         shutdown,
         drain,
         Limits::default(),
+        Engine::Hyper,
     )
     .await;
 }
@@ -146,10 +159,52 @@ pub async fn serve_limited<H, F>(
     drain: Duration,
     limits: Limits,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
-    accept_loop(listener, tls, handler, shutdown, drain, limits).await;
+    accept_loop(
+        listener,
+        tls,
+        handler,
+        shutdown,
+        drain,
+        limits,
+        Engine::Hyper,
+    )
+    .await;
+}
+
+/// The public port: [`serve_limited`] without TLS, each connection driven by [`h1`]
+/// instead of hyper (the same limits, answered the same way).
+pub async fn serve_public<H, F>(
+    listener: TcpListener,
+    handler: H,
+    shutdown: watch::Receiver<bool>,
+    drain: Duration,
+    limits: Limits,
+) where
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Body>> + Send + 'static,
+{
+    accept_loop(
+        listener,
+        None,
+        handler,
+        shutdown,
+        drain,
+        limits,
+        Engine::Own,
+    )
+    .await;
+}
+
+/// Which HTTP/1.1 implementation serves a port's connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Engine {
+    /// hyper's server connection.
+    Hyper,
+    /// [`h1::serve_connection`].
+    Own,
 }
 
 async fn accept_loop<H, F>(
@@ -159,8 +214,9 @@ async fn accept_loop<H, F>(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
     limits: Limits,
+    engine: Engine,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let limits = Arc::new(limits);
@@ -193,7 +249,10 @@ async fn accept_loop<H, F>(
                 let Some(tls) = tls.clone() else {
                     connections.spawn(async move {
                         let _permit = permit;
-                        connection(stream, handler, shutdown, &limits).await;
+                        match engine {
+                            Engine::Own => h1::serve_connection(stream, handler, shutdown, &limits).await,
+                            Engine::Hyper => connection(stream, handler, shutdown, &limits).await,
+                        }
                     });
                     continue;
                 };
@@ -269,7 +328,7 @@ async fn refuse(mut stream: tokio::net::TcpStream, limit: usize) {
 /// only armed when a read or write has to wait.
 #[derive(Debug)]
 pub struct IdleIo<IO> {
-    io: IO,
+    pub(crate) io: IO,
     timeout: Duration,
     last: tokio::time::Instant,
     timer: Pin<Box<tokio::time::Sleep>>,
@@ -387,14 +446,14 @@ async fn connection<IO, H, F>(
     limits: &Limits,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
-    let svc = service_fn(move |req| {
+    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         // Boxed once here: the handler's state machine is large, and hyper moves the
         // service future it is given.
-        let answer = Box::pin(handler(req));
+        let answer = Box::pin(handler(req.map(RequestBody::Hyper)));
         async move {
             let Some(limit) = request_timeout else {
                 return Ok::<_, Infallible>(answer.await);
@@ -426,7 +485,7 @@ async fn connection<IO, H, F>(
 }
 
 /// The 408 of a request whose answer did not begin within the request timeout.
-fn request_timed_out(limit: Duration) -> Response<Body> {
+pub(crate) fn request_timed_out(limit: Duration) -> Response<Body> {
     let mut e = ApiError::timeout(format!(
         "the request was not answered within the gateway's request timeout of {}s",
         limit.as_secs_f64()
@@ -491,21 +550,23 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
 }
 
 /// The public OpenAI API.
-pub async fn public(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+pub async fn public(app: Arc<App>, req: Request<RequestBody>) -> Response<Body> {
     let id = request_id(req.headers());
     let mut resp = public_inner(&app, req).await;
     resp.headers_mut().insert(X_REQUEST_ID, id);
     resp
 }
 
-async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
+async fn public_inner(app: &App, req: Request<RequestBody>) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    match (method.clone(), path.as_str()) {
-        (Method::GET, "/health/liveliness" | "/health/liveness") => {
+    // HEAD is answered as GET (the server sends the head alone).
+    let read_only = method == Method::GET || method == Method::HEAD;
+    match (read_only, path.as_str()) {
+        (true, "/health/liveliness" | "/health/liveness") => {
             return json_response(StatusCode::OK, &json!({"status": "alive"}));
         }
-        (Method::GET, "/health/readiness") => {
+        (true, "/health/readiness") => {
             let (status, text) = if app.draining() {
                 (StatusCode::SERVICE_UNAVAILABLE, "draining")
             } else if app.router().is_none() {
@@ -576,7 +637,7 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
         {
             return ApiError::too_large(limit).into_response_as(dialect);
         }
-        let body = match read_limited(body, limit).await {
+        let body = match read_request(body, limit).await {
             Ok(b) => b,
             Err(ReadError::TooLarge(l)) => return ApiError::too_large(l).into_response_as(dialect),
             Err(ReadError::Io(e)) => {
@@ -603,7 +664,7 @@ async fn public_inner(app: &App, req: Request<Incoming>) -> Response<Body> {
         headers.insert(X_MODELGATE_ATTEMPTS, HeaderValue::from(served.attempts));
         return resp;
     }
-    if method != Method::GET {
+    if !read_only {
         return if info::is_info_path(&path) {
             ApiError::method_not_allowed(&method, &path).into_response()
         } else {
@@ -682,7 +743,7 @@ impl AdminToken {
 pub async fn admin(
     app: Arc<App>,
     token: Arc<AdminToken>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Response<Body> {
     if !token.check(presented_key(req.headers())) {
         return ApiError::unauthorized().into_response();

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use modelgate_dataplane::server::Limits;
 use modelgate_dataplane::{App, Config, bind, client, run};
+use modelgate_testkit::raw::{self, read_all};
 use modelgate_testkit::{Dep, Manifest, MockUpstream, Reply, compile_ok, ms};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -49,50 +50,10 @@ fn chat(model: &str) -> String {
     )
 }
 
-/// Reads from `s` until the peer closes or `within` passes: (bytes, closed by the peer).
-async fn read_all(s: &mut TcpStream, within: Duration) -> (String, bool) {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + within;
-    let mut buf = [0u8; 8192];
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
-        }
-    }
-}
-
 /// Reads one whole response with a `content-length` from `s`: (status, headers, body).
 async fn read_response(s: &mut TcpStream) -> (u16, String, String) {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let text = String::from_utf8_lossy(&data).into_owned();
-        if let Some(end) = text.find("\r\n\r\n") {
-            let head = text[..end].to_ascii_lowercase();
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse::<usize>().ok())
-                .unwrap_or(0);
-            if data.len() >= end + 4 + len {
-                let status = head
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                let body = String::from_utf8_lossy(&data[end + 4..end + 4 + len]).into_owned();
-                return (status, head, body);
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .expect("an answer within 10 s")
-            .expect("read");
-        assert!(n > 0, "closed before a whole answer: {text}");
-        data.extend_from_slice(&buf[..n]);
-    }
+    let r = raw::read_response(s).await;
+    (r.status, r.head, r.body)
 }
 
 /// An OpenAI error body's `error` object.

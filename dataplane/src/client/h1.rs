@@ -221,7 +221,7 @@ pub(crate) struct Head {
 }
 
 /// The comma-separated items of a header value, trimmed, empty ones skipped.
-fn items(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
+pub(crate) fn items(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value
         .split(|b| *b == b',')
         .map(<[u8]>::trim_ascii)
@@ -268,7 +268,7 @@ impl FramingHeaders {
 }
 
 /// One `Content-Length` value: decimal digits only.
-fn parse_length(part: &[u8]) -> Result<u64, ExchangeError> {
+pub(crate) fn parse_length(part: &[u8]) -> Result<u64, ExchangeError> {
     if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
         return Err(ExchangeError::ContentLength);
     }

@@ -488,7 +488,7 @@ impl Limiter {
 /// `PUT /v1/fleet` (the operator's count, [`Fleet`]) on the admin API.
 pub async fn fleet_endpoint(
     limiter: &Limiter,
-    req: http::Request<hyper::body::Incoming>,
+    req: http::Request<crate::body::RequestBody>,
 ) -> http::Response<crate::body::Body> {
     use crate::errors::ApiError;
     use http_body_util::BodyExt;

@@ -11,7 +11,8 @@
 //!   streams, slow and huge answers), per request or on a schedule.
 //! - [`gateway`]: the real data plane, in-process on `127.0.0.1:0`, and table pushes.
 //! - [`manifest`]: manifest builders, compiled with the operator's compiler.
-//! - [`http`]: a small HTTP client (whole responses and SSE streams).
+//! - [`http`]: a small HTTP client (whole responses and SSE streams); [`raw`]: answers
+//!   read straight off a `TcpStream`.
 //! - [`pytest`]: runs a pytest suite of the repository as one Rust test.
 //!
 //! Everything listens and connects on `127.0.0.1` only.
@@ -26,6 +27,7 @@ pub mod gemini_upstream;
 pub mod http;
 pub mod manifest;
 pub mod pytest;
+pub mod raw;
 pub mod script;
 pub mod upstream;
 

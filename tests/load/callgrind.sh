@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Instructions per proxied request (BENCHMARKS.md, "What limits the data plane"), in one
+# command:
+#
+#   tests/load/callgrind.sh
+#
+# Runs the release `modelgate-dataplane` under `valgrind --tool=callgrind` with one
+# deployment (`openai-compatible`, the body forwarded unchanged) in front of
+# `fast-upstream`, warms it up, then switches instrumentation on for REQUESTS requests at a
+# fixed 200 req/s over 16 connections (`loadgen`), and prints the instructions per request
+# and the functions that cost the most (inclusive and exclusive). Instruction counts do not
+# depend on what else the machine is doing, so two builds can be compared on a busy box.
+#
+# Settings (environment): REQUESTS (2000), BODY (a request body; the default one-message
+# chat), PORT_BASE (18280: three ports from it), SKIP_BUILD=1, TOP (25 functions).
+# Output: the summary on stdout; the callgrind file and logs in <target dir>/callgrind/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+REQUESTS=${REQUESTS:-2000}
+PORT_BASE=${PORT_BASE:-18280}
+TOP=${TOP:-25}
+p_upstream=$PORT_BASE
+p_public=$((PORT_BASE + 1))
+p_admin=$((PORT_BASE + 2))
+
+die() {
+    echo "callgrind: $*" >&2
+    exit 1
+}
+command -v valgrind >/dev/null 2>&1 || die "valgrind is needed (apt-get install valgrind)"
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    cargo build --release -p modelgate-tests --bins -p modelgate-operator -p modelgate-dataplane
+fi
+target_dir=$(cargo metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+bin="$target_dir/release"
+work="$target_dir/callgrind"
+rm -rf "$work"
+mkdir -p "$work/manifests"
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+"$bin/fast-upstream" --listen "127.0.0.1:$p_upstream" >"$work/upstream.log" 2>&1 &
+pids+=($!)
+
+cat >"$work/manifests/bench.yaml" <<EOF
+apiVersion: modelgate.dev/v1alpha1
+kind: ModelDeployment
+metadata:
+  name: bench
+spec:
+  model: bench
+  upstream:
+    provider: openai-compatible
+    apiBase: http://127.0.0.1:$p_upstream/v1
+EOF
+"$bin/modelgate-operator" check -f "$work/manifests" --print-table >"$work/table.json"
+
+MODELGATE_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+    --callgrind-out-file="$work/callgrind.out" \
+    "$bin/modelgate-dataplane" --table-file "$work/table.json" --worker-threads 1 \
+    --listen "127.0.0.1:$p_public" --admin-listen "127.0.0.1:$p_admin" \
+    --metrics-listen "127.0.0.1:$((PORT_BASE + 3))" >"$work/dataplane.log" 2>&1 &
+vg=$!
+pids+=($vg)
+
+url="http://127.0.0.1:$p_public/v1/chat/completions"
+body_args=()
+if [ -n "${BODY:-}" ]; then
+    body_args=(--body "$BODY")
+fi
+for _ in $(seq 1 300); do
+    if curl -sf -o /dev/null -m 5 -X POST -H 'content-type: application/json' \
+        -d '{"model":"bench","messages":[{"role":"user","content":"hi"}]}' "$url"; then
+        break
+    fi
+    kill -0 "$vg" 2>/dev/null || die "the data plane exited (log: $work/dataplane.log)"
+    sleep 0.2
+done
+# Warm-up: connections opened, pools filled, lazy state made.
+"$bin/loadgen" --url "$url" -c 16 --rate 200 -d 3 --warmup 1 "${body_args[@]}" >/dev/null
+callgrind_control -i on "$vg" >/dev/null
+seconds=$(((REQUESTS + 199) / 200))
+"$bin/loadgen" --url "$url" -c 16 --rate 200 -d "$seconds" --warmup 0 "${body_args[@]}" >"$work/loadgen.json"
+callgrind_control -i off "$vg" >/dev/null
+callgrind_control -d "$vg" >/dev/null
+kill -TERM "$vg" 2>/dev/null || true
+wait "$vg" 2>/dev/null || true
+
+requests=$(grep -oE '"requests":[0-9]+' "$work/loadgen.json" | cut -d: -f2)
+out=$(ls -t "$work"/callgrind.out* | head -1)
+total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+[ -n "$total" ] && [ "${requests:-0}" -gt 0 ] || die "no totals (see $work)"
+echo "requests: $requests, instructions: $total, per request: $((total / requests))"
+echo
+echo "inclusive (top $TOP):"
+callgrind_annotate --inclusive=yes "$out" 2>/dev/null | sed -n '/file:function/,$p' | sed -n "2,$((TOP + 1))p"
+echo
+echo "exclusive (top $TOP):"
+callgrind_annotate "$out" 2>/dev/null | sed -n '/file:function/,$p' | sed -n "2,$((TOP + 1))p"
