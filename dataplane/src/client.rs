@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{HeaderValue, Request, StatusCode, Uri, Version, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use http_body_util::Full;
 use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
@@ -39,7 +39,7 @@ use tower_service::Service;
 
 pub(crate) mod h1;
 
-pub use h1::ExchangeError;
+pub use h1::{ExchangeError, RawHeaders};
 use h1::{Conn, Framing};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -222,7 +222,22 @@ type Connection = Box<Conn<TokioIo<MaybeHttpsStream<TokioIo<TcpStream>>>>>;
 
 struct Inner {
     connector: HttpsConnector<ProxyConnector>,
-    idle: Mutex<HashMap<Key, Vec<Idle>, foldhash::fast::RandomState>>,
+    idle: Mutex<HashMap<Key, Upstream, foldhash::fast::RandomState>>,
+}
+
+/// One upstream's idle connections, and its `Host` header made once.
+struct Upstream {
+    idle: Vec<Idle>,
+    host: HeaderValue,
+}
+
+impl Upstream {
+    fn new(key: &Key) -> Self {
+        Upstream {
+            idle: Vec::new(),
+            host: host_header(key.https, &key.authority),
+        }
+    }
 }
 
 struct Idle {
@@ -236,7 +251,7 @@ impl Inner {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
-        let list = idle.entry(key).or_default();
+        let list = &mut idle.entry(key).or_insert_with_key(Upstream::new).idle;
         // The oldest are first: drop those past the idle timeout.
         let expired = list
             .iter()
@@ -266,10 +281,7 @@ impl HttpClient {
     /// The request goes out in origin form with a `Host` (the URI's authority unless the
     /// request names one) and its body's `Content-Length`; hop-by-hop headers are not
     /// forwarded.
-    pub async fn request(
-        &self,
-        req: Request<Full<Bytes>>,
-    ) -> Result<Response<UpstreamBody>, RequestError> {
+    pub async fn request(&self, req: Request<Full<Bytes>>) -> Result<Answer, RequestError> {
         let (parts, body) = req.into_parts();
         let uri = &parts.uri;
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
@@ -279,15 +291,15 @@ impl HttpClient {
             https: *scheme == Scheme::HTTPS,
             authority: authority.clone(),
         };
+        let (mut reused, host) = self.checkout(&key);
         let host = match parts.headers.get(header::HOST) {
             Some(h) => h.clone(),
-            None => host_header(key.https, &key.authority),
+            None => host,
         };
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
         let body = full_bytes(body);
         let (head, coalesced) =
             h1::encode_head(&parts.method, target, &host, &parts.headers, &body);
-        let mut reused = self.checkout(&key);
         loop {
             let (mut conn, was_idle) = match reused.take() {
                 Some(c) => (c, true),
@@ -298,7 +310,7 @@ impl HttpClient {
             if let Err(e) = conn.write(&head, &body, coalesced).await {
                 if was_idle {
                     // Closed while idle: another idle one, or a new connection.
-                    reused = self.checkout(&key);
+                    reused = self.checkout(&key).0;
                     continue;
                 }
                 return Err(RequestError::Send(e));
@@ -307,10 +319,6 @@ impl HttpClient {
                 .read_head(&parts.method)
                 .await
                 .map_err(RequestError::Send)?;
-            let mut resp = Response::new(());
-            *resp.status_mut() = answer.status;
-            *resp.version_mut() = answer.version;
-            *resp.headers_mut() = answer.headers;
             let mut body = UpstreamBody {
                 conn: Some(conn),
                 framing: answer.framing,
@@ -323,20 +331,32 @@ impl HttpClient {
             if body.framing.is_done() {
                 body.finish();
             }
-            return Ok(resp.map(|()| body));
+            return Ok(Answer {
+                status: answer.status,
+                version: answer.version,
+                headers: answer.headers,
+                body,
+            });
         }
     }
 
-    /// The most recently used idle connection to `key` that is still open, if any.
-    fn checkout(&self, key: &Key) -> Option<Connection> {
-        let mut idle = self.inner.idle.lock().ok()?;
-        let list = idle.get_mut(key)?;
-        while let Some(mut entry) = list.pop() {
+    /// The most recently used idle connection to `key` that is still open, if any, and
+    /// the upstream's `Host` header.
+    fn checkout(&self, key: &Key) -> (Option<Connection>, HeaderValue) {
+        let Ok(mut idle) = self.inner.idle.lock() else {
+            return (None, host_header(key.https, &key.authority));
+        };
+        let upstream = match idle.get_mut(key) {
+            Some(u) => u,
+            None => idle.entry(key.clone()).or_insert_with_key(Upstream::new),
+        };
+        let host = upstream.host.clone();
+        while let Some(mut entry) = upstream.idle.pop() {
             if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.is_reusable() {
-                return Some(entry.conn);
+                return (Some(entry.conn), host);
             }
         }
-        None
+        (None, host)
     }
 
     async fn connect(&self, key: &Key, uri: Uri) -> Result<Connection, RequestError> {
@@ -351,6 +371,31 @@ impl HttpClient {
             source,
         })?;
         Ok(Box::new(Conn::new(TokioIo::new(io))))
+    }
+}
+
+/// An upstream's answer, its head read.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The headers, as they came (see [`RawHeaders`]).
+    pub headers: RawHeaders,
+    /// The body, read by whoever polls it.
+    pub body: UpstreamBody,
+}
+
+impl Answer {
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The body.
+    pub fn into_body(self) -> UpstreamBody {
+        self.body
     }
 }
 
@@ -391,6 +436,26 @@ impl std::fmt::Debug for UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// The whole body, when its length is known and every byte of it has already been
+    /// read with the head (the common case for small answers): taken at once, and the
+    /// connection goes back to the pool. `None` leaves the body as it was.
+    pub fn take_whole(&mut self, limit: usize) -> Option<Bytes> {
+        let n = usize::try_from(self.framing.exact()?).ok()?;
+        if self.done || n > limit {
+            return None;
+        }
+        let conn = self.conn.as_mut()?;
+        let buffered = conn.buf.filled();
+        if buffered.len() < n {
+            return None;
+        }
+        let data = Bytes::copy_from_slice(&buffered[..n]);
+        conn.buf.consume(n);
+        self.framing = Framing::Length(0);
+        self.finish();
+        Some(data)
+    }
+
     /// The body is complete: its connection goes back to the pool when it may carry
     /// another request and nothing unasked follows the answer.
     fn finish(&mut self) {

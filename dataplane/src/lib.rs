@@ -241,26 +241,20 @@ async fn measured_inner(
 ) -> Response<Body> {
     let started = Instant::now();
     let guard = metrics.start();
-    let resp = server::public(Arc::clone(&app), req).await;
+    let (resp, outcome) = server::public_with_outcome(Arc::clone(&app), req).await;
     drop(guard);
-    let deployment = resp
-        .headers()
-        .get(server::X_MODELGATE_DEPLOYMENT)
+    let deployment = outcome
+        .deployment
+        .as_ref()
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
-    let attempts = resp
-        .headers()
-        .get(server::X_MODELGATE_ATTEMPTS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
     metrics.record(
         endpoint,
         &model,
         deployment,
         resp.status().as_u16(),
-        attempts,
+        u64::from(outcome.attempts),
         started.elapsed(),
     );
     let streaming = resp

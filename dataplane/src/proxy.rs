@@ -36,7 +36,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::body::{Body, BoxError, full};
-use crate::client::{HttpClient, UpstreamBody};
+use crate::client::{HttpClient, RawHeaders, UpstreamBody};
 use crate::errors::{ApiError, Dialect};
 use crate::limits::{Reservation, StreamUsage};
 use crate::providers::{
@@ -819,17 +819,16 @@ async fn attempt(
     if !stream {
         let timeout = Duration::from_millis(d.timeouts.request_ms);
         let exchange = async {
-            let resp = client.request(req).await.map_err(connect_failure)?;
-            let (parts, body) = resp.into_parts();
-            let limit = if parts.status.is_success() {
+            let answer = client.request(req).await.map_err(connect_failure)?;
+            let limit = if answer.status.is_success() {
                 MAX_ANSWER_BODY.load(std::sync::atomic::Ordering::Relaxed)
             } else {
                 MAX_ERROR_BODY
             };
-            let bytes = read_upstream(body, limit).await?;
-            Ok::<_, Failure>((parts, bytes))
+            let bytes = read_upstream(answer.body, limit).await?;
+            Ok::<_, Failure>((answer.status, answer.headers, bytes))
         };
-        let (parts, bytes) = match tokio::time::timeout(timeout, exchange).await {
+        let (status, headers, bytes) = match tokio::time::timeout(timeout, exchange).await {
             Ok(r) => r?,
             Err(_) => {
                 return Err(Failure::retryable(ApiError::timeout(format!(
@@ -839,15 +838,9 @@ async fn attempt(
             }
         };
         drop(guard);
-        if !parts.status.is_success() {
-            return Err(Failure::of(crate::health::redact_error(
-                legs.error(
-                    parts.status,
-                    &parts.headers,
-                    &bytes,
-                    retry_after(&parts.headers),
-                ),
-                target,
+        if !status.is_success() {
+            return Err(Failure::of(upstream_error(
+                &legs, target, status, &headers, &bytes,
             )));
         }
         if reservation.is_counted()
@@ -869,7 +862,7 @@ async fn attempt(
                 bytes
             };
             let mut resp = Response::new(full(bytes));
-            copy_content_type(&parts.headers, resp.headers_mut(), "application/json");
+            copy_content_type(&headers, resp.headers_mut(), "application/json");
             return Ok(resp);
         }
         let answer = legs
@@ -892,21 +885,20 @@ async fn attempt(
         Ok(r) => r.map_err(connect_failure)?,
         Err(_) => return Err(timed_out()),
     };
-    let (parts, mut body) = resp.into_parts();
-    if !parts.status.is_success() {
+    let crate::client::Answer {
+        status,
+        headers,
+        mut body,
+        ..
+    } = resp;
+    if !status.is_success() {
         let bytes =
             match tokio::time::timeout_at(deadline, read_upstream(body, MAX_ERROR_BODY)).await {
                 Ok(r) => r?,
                 Err(_) => Bytes::new(),
             };
-        return Err(Failure::of(crate::health::redact_error(
-            legs.error(
-                parts.status,
-                &parts.headers,
-                &bytes,
-                retry_after(&parts.headers),
-            ),
-            target,
+        return Err(Failure::of(upstream_error(
+            &legs, target, status, &headers, &bytes,
         )));
     }
     let mut translator: Option<Box<dyn StreamTranslator>> = if endpoint == Endpoint::Responses {
@@ -1047,7 +1039,7 @@ async fn attempt(
     let stream = tokio_stream_from(rx);
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
     if legs.is_passthrough() {
-        copy_content_type(&parts.headers, resp.headers_mut(), "text/event-stream");
+        copy_content_type(&headers, resp.headers_mut(), "text/event-stream");
     } else {
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -1315,7 +1307,10 @@ fn connect_failure(e: crate::client::RequestError) -> Failure {
     )))
 }
 
-async fn read_upstream(body: UpstreamBody, limit: usize) -> Result<Bytes, Failure> {
+async fn read_upstream(mut body: UpstreamBody, limit: usize) -> Result<Bytes, Failure> {
+    if let Some(whole) = body.take_whole(limit) {
+        return Ok(whole);
+    }
     let limited = http_body_util::Limited::new(body, limit);
     limited.collect().await.map(|c| c.to_bytes()).map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -1341,12 +1336,27 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-fn copy_content_type(from: &HeaderMap, to: &mut HeaderMap, default: &'static str) {
+fn copy_content_type(from: &RawHeaders, to: &mut HeaderMap, default: &'static str) {
     let value = from
-        .get(header::CONTENT_TYPE)
-        .cloned()
+        .value("content-type")
         .unwrap_or_else(|| HeaderValue::from_static(default));
     to.insert(header::CONTENT_TYPE, value);
+}
+
+/// An upstream's error answer as the client's error (the key cut out); the translators
+/// read its headers whole.
+fn upstream_error(
+    legs: &crate::providers::Legs,
+    target: &crate::router::Target,
+    status: http::StatusCode,
+    headers: &RawHeaders,
+    bytes: &Bytes,
+) -> ApiError {
+    let headers = headers.to_map();
+    crate::health::redact_error(
+        legs.error(status, &headers, bytes, retry_after(&headers)),
+        target,
+    )
 }
 
 #[cfg(test)]

@@ -458,13 +458,13 @@ pub async fn by_id(
                 .request(req)
                 .await
                 .map_err(|e| ApiError::bad_gateway(format!("upstream connection failed: {e}")))?;
-            let (parts, body) = resp.into_parts();
-            let bytes = http_body_util::Limited::new(body, MAX_BODY)
+            let (status, headers) = (resp.status, resp.headers);
+            let bytes = http_body_util::Limited::new(resp.body, MAX_BODY)
                 .collect()
                 .await
                 .map(|c| c.to_bytes())
                 .map_err(|e| ApiError::bad_gateway(format!("upstream body failed: {e}")))?;
-            Ok::<_, ApiError>((parts, bytes))
+            Ok::<_, ApiError>((status, headers, bytes))
         };
         let error = match tokio::time::timeout(timeout, exchange).await {
             Err(_) => ApiError::timeout(format!(
@@ -472,12 +472,12 @@ pub async fn by_id(
                 d.id, d.timeouts.request_ms
             )),
             Ok(Err(e)) => e,
-            Ok(Ok((parts, bytes))) if !parts.status.is_success() => ApiError::from_upstream(
-                parts.status,
+            Ok(Ok((status, headers, bytes))) if !status.is_success() => ApiError::from_upstream(
+                status,
                 &bytes,
-                crate::proxy::retry_after(&parts.headers),
+                crate::proxy::retry_after(&headers.to_map()),
             ),
-            Ok(Ok((_, bytes))) => {
+            Ok(Ok((_, _, bytes))) => {
                 // input_items lists items, whose ids are not response ids.
                 let bytes = if suffix.is_none() || suffix == Some("cancel") {
                     rewrite_answer(&d.id, bytes)

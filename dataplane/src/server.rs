@@ -551,13 +551,36 @@ fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// The public OpenAI API.
 pub async fn public(app: Arc<App>, req: Request<RequestBody>) -> Response<Body> {
-    let id = request_id(req.headers());
-    let mut resp = public_inner(&app, req).await;
-    resp.headers_mut().insert(X_REQUEST_ID, id);
-    resp
+    public_with_outcome(app, req).await.0
 }
 
-async fn public_inner(app: &App, req: Request<RequestBody>) -> Response<Body> {
+/// Who answered a proxied request, as its `x-modelgate-deployment` and
+/// `x-modelgate-attempts` headers say (handed to the metrics without re-reading them).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// The deployment that answered (or gave the error), if any.
+    pub deployment: Option<HeaderValue>,
+    /// Attempts made.
+    pub attempts: u32,
+}
+
+/// [`public`], and who answered.
+pub async fn public_with_outcome(
+    app: Arc<App>,
+    req: Request<RequestBody>,
+) -> (Response<Body>, Outcome) {
+    let id = request_id(req.headers());
+    let mut outcome = Outcome::default();
+    let mut resp = public_inner(&app, req, &mut outcome).await;
+    resp.headers_mut().insert(X_REQUEST_ID, id);
+    (resp, outcome)
+}
+
+async fn public_inner(
+    app: &App,
+    req: Request<RequestBody>,
+    outcome: &mut Outcome,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     // HEAD is answered as GET (the server sends the head alone).
@@ -608,17 +631,19 @@ async fn public_inner(app: &App, req: Request<RequestBody>) -> Response<Body> {
         .strip_prefix("/v1/responses/")
         .or_else(|| path.strip_prefix("/responses/"))
     {
-        let (mut resp, deployment) = crate::responses::by_id(
+        // Boxed: kept out of the state of every other request's handler.
+        let (mut resp, deployment) = Box::pin(crate::responses::by_id(
             &router,
             &app.client,
             &method,
             rest,
             req.uri().query(),
             req.headers(),
-        )
+        ))
         .await;
         if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
-            resp.headers_mut().insert(X_MODELGATE_DEPLOYMENT, id);
+            resp.headers_mut().insert(X_MODELGATE_DEPLOYMENT, id.clone());
+            outcome.deployment = Some(id);
         }
         return resp;
     }
@@ -628,9 +653,12 @@ async fn public_inner(app: &App, req: Request<RequestBody>) -> Response<Body> {
         }
         let (parts, body) = req.into_parts();
         let limit = router.settings().max_request_body_bytes;
-        if let Some(len) = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
+        // A body not read yet is refused by its stated length before any of it is read
+        // (a whole one is measured by `read_request`).
+        if !matches!(body, RequestBody::Full(_))
+            && let Some(len) = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             && len > limit
@@ -658,10 +686,12 @@ async fn public_inner(app: &App, req: Request<RequestBody>) -> Response<Body> {
         .await;
         let mut resp = served.response;
         let headers = resp.headers_mut();
-        if let Some(id) = served.deployment {
-            headers.insert(X_MODELGATE_DEPLOYMENT, id);
+        if let Some(id) = &served.deployment {
+            headers.insert(X_MODELGATE_DEPLOYMENT, id.clone());
         }
         headers.insert(X_MODELGATE_ATTEMPTS, HeaderValue::from(served.attempts));
+        outcome.deployment = served.deployment;
+        outcome.attempts = served.attempts;
         return resp;
     }
     if !read_only {

@@ -97,8 +97,8 @@ kill -TERM "$vg" 2>/dev/null || true
 wait "$vg" 2>/dev/null || true
 
 requests=$(grep -oE '"requests":[0-9]+' "$work/loadgen.json" | cut -d: -f2)
-out=$(ls -t "$work"/callgrind.out* | head -1)
-total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+out="$work/callgrind.out.1"
+total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
 [ -n "$total" ] && [ "${requests:-0}" -gt 0 ] || die "no totals (see $work)"
 echo "requests: $requests, instructions: $total, per request: $((total / requests))"
 echo

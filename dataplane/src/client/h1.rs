@@ -212,12 +212,67 @@ pub(crate) struct Head {
     pub(crate) status: StatusCode,
     /// HTTP/1.0 or HTTP/1.1.
     pub(crate) version: Version,
-    /// The headers (values share one copy of the head's bytes).
-    pub(crate) headers: HeaderMap,
+    /// The headers, as they came.
+    pub(crate) headers: RawHeaders,
     /// How the body is delimited.
     pub(crate) framing: Framing,
     /// True when the connection may carry another request once the body is read.
     pub(crate) keep_alive: bool,
+}
+
+/// An answer's headers as they came: one copy of the head and where each field lies in
+/// it. The proxy reads one or two of them per answer; building an `http::HeaderMap` of
+/// every field (a name parse, a value check and a hash each) is left to the paths that
+/// need one ([`RawHeaders::to_map`]: error answers, which translators read whole).
+/// httparse has checked every name and value already.
+#[derive(Clone, Debug, Default)]
+pub struct RawHeaders {
+    head: Bytes,
+    /// (name start, name end, value start, value end) in `head`.
+    fields: Vec<(u32, u32, u32, u32)>,
+}
+
+impl RawHeaders {
+    /// The first value of `name` (case-insensitive), as bytes.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        self.fields.iter().find_map(|&(ns, ne, vs, ve)| {
+            self.head[ns as usize..ne as usize]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then(|| &self.head[vs as usize..ve as usize])
+        })
+    }
+
+    /// The first value of `name`, as a header value sharing the head's bytes.
+    pub fn value(&self, name: &str) -> Option<HeaderValue> {
+        let &(_, _, vs, ve) = self.fields.iter().find(|&&(ns, ne, _, _)| {
+            self.head[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
+        })?;
+        HeaderValue::from_maybe_shared(self.head.slice(vs as usize..ve as usize)).ok()
+    }
+
+    /// How many fields.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Every field in a `HeaderMap` (values share the head's bytes).
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.fields.len());
+        for &(ns, ne, vs, ve) in &self.fields {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&self.head[ns as usize..ne as usize]),
+                HeaderValue::from_maybe_shared(self.head.slice(vs as usize..ve as usize)),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
 }
 
 /// The comma-separated items of a header value, trimmed, empty ones skipped.
@@ -307,24 +362,28 @@ pub(crate) fn parse_head(
     } else {
         Version::HTTP_11
     };
-    // One copy of the head; every header value is a slice of it.
-    let shared = Bytes::copy_from_slice(&buf[..len]);
+    // One copy of the head; the fields are ranges of it.
     let base = buf.as_ptr() as usize;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let at = |part: &[u8]| {
+        let start = (part.as_ptr() as usize).saturating_sub(base);
+        let end = start + part.len();
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(s), Ok(e)) if end <= len => Ok((s, e)),
+            _ => Err(ExchangeError::Header("value")),
+        }
+    };
+    let mut fields = Vec::with_capacity(parsed.headers.len());
     let mut framing_headers = FramingHeaders::default();
     for h in parsed.headers.iter() {
         framing_headers.read(h.name.as_bytes(), h.value);
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ExchangeError::Header("name"))?;
-        let start = (h.value.as_ptr() as usize).saturating_sub(base);
-        let end = start + h.value.len();
-        if end > shared.len() {
-            return Err(ExchangeError::Header("value"));
-        }
-        let value = HeaderValue::from_maybe_shared(shared.slice(start..end))
-            .map_err(|_| ExchangeError::Header("value"))?;
-        headers.append(name, value);
+        let (ns, ne) = at(h.name.as_bytes())?;
+        let (vs, ve) = at(h.value)?;
+        fields.push((ns, ne, vs, ve));
     }
+    let headers = RawHeaders {
+        head: Bytes::copy_from_slice(&buf[..len]),
+        fields,
+    };
     let FramingHeaders {
         length,
         chunked,
@@ -753,8 +812,14 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nX-Request-Id: a\r\n\r\n",
         );
         assert_eq!(h.status, StatusCode::OK);
-        assert_eq!(h.headers[header::CONTENT_TYPE], "application/json");
-        assert_eq!(h.headers["x-request-id"], "a");
+        assert_eq!(h.headers.get("content-type"), Some(&b"application/json"[..]));
+        assert_eq!(h.headers.get("X-Request-ID"), Some(&b"a"[..]));
+        assert_eq!(h.headers.value("x-request-id").expect("a value"), "a");
+        assert_eq!(h.headers.get("x-absent"), None);
+        let map = h.headers.to_map();
+        assert_eq!(map.len(), 3);
+        assert_eq!(map[header::CONTENT_TYPE], "application/json");
+        assert_eq!(map["x-request-id"], "a");
         assert_eq!(h.framing, Framing::Length(12));
         assert!(h.keep_alive);
 

@@ -255,8 +255,11 @@ fn deployment_headers(d: &Deployment) -> HeaderMap {
 
 /// W3C trace context passes through to the upstream.
 fn trace_headers(client_headers: &HeaderMap, headers: &mut HeaderMap) {
-    for name in ["traceparent", "tracestate"] {
-        if let Some(v) = client_headers.get(name) {
+    // Names made once: a `&str` name is parsed on every lookup.
+    const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+    const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
+    for name in [TRACEPARENT, TRACESTATE] {
+        if let Some(v) = client_headers.get(&name) {
             headers.insert(name, v.clone());
         }
     }

@@ -442,15 +442,19 @@ pub(crate) async fn serve_connection<IO, H, F>(
         request_timer: LazyTimer::new(),
     };
     let draining = shutdown.clone();
-    let mut stop = Box::pin(async move {
-        let mut shutdown = shutdown;
-        super::stopped(&mut shutdown).await;
-    });
+    let mut stop = Stop {
+        wait: Box::pin(async move {
+            let mut shutdown = shutdown;
+            super::stopped(&mut shutdown).await;
+        }),
+        draining: draining.clone(),
+        registered: false,
+    };
     loop {
         // The head: from bytes already read (pipelining), or waited for.
         conn.head_timer
             .set(Instant::now() + limits.header_read_timeout);
-        let head = poll_fn(|cx| conn.poll_head(cx, limits, stop.as_mut())).await;
+        let head = poll_fn(|cx| conn.poll_head(cx, limits, &mut stop)).await;
         let (head, len) = match head {
             Ok(Some(h)) => h,
             Ok(None) => return,
@@ -525,6 +529,27 @@ pub(crate) async fn serve_connection<IO, H, F>(
     }
 }
 
+/// The server's shutdown, as an idle connection waits for it.
+struct Stop {
+    /// Resolves at shutdown; polled once, it keeps the connection's task registered.
+    wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    draining: watch::Receiver<bool>,
+    registered: bool,
+}
+
+impl Stop {
+    /// True once shutdown has begun. The watch is registered on the first call (the
+    /// connection's task is woken at shutdown); later calls only read the flag.
+    fn is_stopped(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.registered {
+            self.registered = true;
+            return self.wait.as_mut().poll(cx).is_ready();
+        }
+        // A sender gone counts as shutdown, as it does for the watch.
+        *self.draining.borrow() || self.draining.has_changed().is_err()
+    }
+}
+
 /// True when an answer's own headers ask for the connection to close.
 fn connection_close(headers: &HeaderMap) -> bool {
     headers
@@ -540,7 +565,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         &mut self,
         cx: &mut Context<'_>,
         limits: &Limits,
-        stop: Pin<&mut (impl Future<Output = ()> + ?Sized)>,
+        stop: &mut Stop,
     ) -> Poll<Result<Option<(Head, usize)>, HeadError>> {
         loop {
             if !self.buf.is_empty()
@@ -557,7 +582,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                 return Poll::Ready(Ok(None));
             }
             // Shutting down: an idle connection closes; a head already begun is served.
-            if self.buf.is_empty() && stop.poll(cx).is_ready() {
+            if self.buf.is_empty() && stop.is_stopped(cx) {
                 return Poll::Ready(Ok(None));
             }
             return Poll::Pending;
@@ -889,21 +914,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     /// what the client still sends is read and dropped for a moment first, so the
     /// kernel does not reset the connection under the answer.
     async fn close(&mut self, linger: bool) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio::io::AsyncWriteExt;
         let _ = self.io.shutdown().await;
         if !linger {
             return;
         }
-        let drained = async {
-            let mut sink = [0u8; 8192];
-            let mut left = LINGER_BYTES;
-            while left > 0 {
-                match self.io.io.read(&mut sink).await {
-                    Ok(0) | Err(_) => break,
+        // Read into the connection's own window (no buffer in this future's state, which
+        // every connection's task carries).
+        let mut left = LINGER_BYTES;
+        let drained = poll_fn(|cx| {
+            loop {
+                self.buf.consume(self.buf.filled().len());
+                match ready!(self.buf.poll_fill(&mut self.io.io, cx)) {
+                    Ok(0) | Err(_) => return Poll::Ready(()),
                     Ok(n) => left = left.saturating_sub(n),
                 }
+                if left == 0 {
+                    return Poll::Ready(());
+                }
             }
-        };
+        });
         let _ = tokio::time::timeout(LINGER, drained).await;
     }
 }
