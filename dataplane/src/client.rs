@@ -39,8 +39,8 @@ use tower_service::Service;
 
 pub(crate) mod h1;
 
-pub use h1::{ExchangeError, RawHeaders};
 use h1::{Conn, Framing};
+pub use h1::{ExchangeError, RawHeaders};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -350,6 +350,11 @@ impl<IO> IdleIo<IO> {
         self.last = tokio::time::Instant::now();
     }
 
+    /// When a byte was last read or written (or the connection opened).
+    pub fn last_progress(&self) -> tokio::time::Instant {
+        self.last
+    }
+
     /// Called when the peer keeps us waiting: an error once it has been idle too long.
     ///
     /// The timer is moved lazily: progress only reads the clock, and a timer that fires
@@ -642,7 +647,8 @@ async fn public_inner(
         ))
         .await;
         if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
-            resp.headers_mut().insert(X_MODELGATE_DEPLOYMENT, id.clone());
+            resp.headers_mut()
+                .insert(X_MODELGATE_DEPLOYMENT, id.clone());
             outcome.deployment = Some(id);
         }
         return resp;
@@ -659,8 +665,8 @@ async fn public_inner(
             && let Some(len) = parts
                 .headers
                 .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
             && len > limit
         {
             return ApiError::too_large(limit).into_response_as(dialect);

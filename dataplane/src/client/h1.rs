@@ -812,7 +812,10 @@ mod tests {
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\nX-Request-Id: a\r\n\r\n",
         );
         assert_eq!(h.status, StatusCode::OK);
-        assert_eq!(h.headers.get("content-type"), Some(&b"application/json"[..]));
+        assert_eq!(
+            h.headers.get("content-type"),
+            Some(&b"application/json"[..])
+        );
         assert_eq!(h.headers.get("X-Request-ID"), Some(&b"a"[..]));
         assert_eq!(h.headers.value("x-request-id").expect("a value"), "a");
         assert_eq!(h.headers.get("x-absent"), None);

@@ -451,9 +451,11 @@ pub(crate) async fn serve_connection<IO, H, F>(
         registered: false,
     };
     loop {
-        // The head: from bytes already read (pipelining), or waited for.
+        // The head: from bytes already read (pipelining), or waited for. Timed from the
+        // connection's last progress (the previous answer's last write, or its opening),
+        // which the connection noted already: no clock read per request.
         conn.head_timer
-            .set(Instant::now() + limits.header_read_timeout);
+            .set(conn.io.last_progress() + limits.header_read_timeout);
         let head = poll_fn(|cx| conn.poll_head(cx, limits, &mut stop)).await;
         let (head, len) = match head {
             Ok(Some(h)) => h,
@@ -495,10 +497,11 @@ pub(crate) async fn serve_connection<IO, H, F>(
         *req.uri_mut() = uri;
         *req.version_mut() = version;
         *req.headers_mut() = headers;
-        // Boxed once: the handler's state machine is large.
+        // Boxed once: the handler's state machine is large. The request is timed from its
+        // head's last read.
         let mut answer = Box::pin(handler(req));
         if let Some(limit) = limits.request_timeout {
-            conn.request_timer.set(Instant::now() + limit);
+            conn.request_timer.set(conn.io.last_progress() + limit);
         }
         let timeout = limits.request_timeout;
         let served =
