@@ -132,12 +132,16 @@ def test_1_apply_examples_and_route_through_both_data_planes(fleet: Fleet) -> No
     assert [e["headers"]["authorization"] for e in seen] == [f"Bearer {UPSTREAM_KEY}"] * 2
     assert not fleet.upstreams["u2"].requests, "nothing was routed to u2"
 
+    # Healthy needs a deployment's first check, which lands at a random point of its first
+    # interval (at most 30 s: the data plane spreads first checks): 40 s covers it.
     for name in ("small-chat-a", "small-chat-b", "large-chat", "embed"):
         wait_for(f"{name} Accepted/Ready/Healthy", lambda name=name: status_is(
-            fleet, "modeldeployment", name, "default", Accepted="True", Ready="True", Healthy="True"))
+            fleet, "modeldeployment", name, "default", Accepted="True", Ready="True", Healthy="True"),
+            timeout=40.0)
     for name in ("direct-a", "split-a", "health-b"):
         wait_for(f"{name} Accepted/Ready/Healthy", lambda name=name: status_is(
-            fleet, "modeldeployment", name, APPS_NS, Accepted="True", Ready="True", Healthy="True"))
+            fleet, "modeldeployment", name, APPS_NS, Accepted="True", Ready="True", Healthy="True"),
+            timeout=40.0)
     md = c.get("modeldeployment", "direct-a", APPS_NS)
     assert md["status"]["dataplanes"] == {"ready": 2, "total": 2}
     assert md["status"]["tableVersion"].startswith("sha256:")
