@@ -22,12 +22,6 @@ pub enum RequestBody {
     Hyper(hyper::body::Incoming),
 }
 
-impl From<hyper::body::Incoming> for RequestBody {
-    fn from(body: hyper::body::Incoming) -> Self {
-        RequestBody::Hyper(body)
-    }
-}
-
 impl http_body::Body for RequestBody {
     type Data = Bytes;
     type Error = BoxError;

@@ -233,31 +233,25 @@ pub struct RawHeaders {
 }
 
 impl RawHeaders {
-    /// The first value of `name` (case-insensitive), as bytes.
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
+    /// The (value start, value end) of the first field named `name` (case-insensitive).
+    fn find(&self, name: &str) -> Option<(usize, usize)> {
         self.fields.iter().find_map(|&(ns, ne, vs, ve)| {
             self.head[ns as usize..ne as usize]
                 .eq_ignore_ascii_case(name.as_bytes())
-                .then(|| &self.head[vs as usize..ve as usize])
+                .then_some((vs as usize, ve as usize))
         })
+    }
+
+    /// The first value of `name` (case-insensitive), as bytes.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        let (start, end) = self.find(name)?;
+        Some(&self.head[start..end])
     }
 
     /// The first value of `name`, as a header value sharing the head's bytes.
     pub fn value(&self, name: &str) -> Option<HeaderValue> {
-        let &(_, _, vs, ve) = self.fields.iter().find(|&&(ns, ne, _, _)| {
-            self.head[ns as usize..ne as usize].eq_ignore_ascii_case(name.as_bytes())
-        })?;
-        HeaderValue::from_maybe_shared(self.head.slice(vs as usize..ve as usize)).ok()
-    }
-
-    /// How many fields.
-    pub fn len(&self) -> usize {
-        self.fields.len()
-    }
-
-    /// True when there is none.
-    pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        let (start, end) = self.find(name)?;
+        HeaderValue::from_maybe_shared(self.head.slice(start..end)).ok()
     }
 
     /// Every field in a `HeaderMap` (values share the head's bytes).

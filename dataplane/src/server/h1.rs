@@ -36,7 +36,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
@@ -414,8 +414,6 @@ struct Conn<IO> {
     out: Vec<Bytes>,
     /// Of `out[0]`, already written.
     written: usize,
-    /// The head being assembled for the next answer.
-    head: Vec<u8>,
     head_timer: LazyTimer,
     request_timer: LazyTimer,
 }
@@ -437,7 +435,6 @@ pub(crate) async fn serve_connection<IO, H, F>(
         buf: ReadBuf::default(),
         out: Vec::with_capacity(4),
         written: 0,
-        head: Vec::with_capacity(512),
         head_timer: LazyTimer::new(),
         request_timer: LazyTimer::new(),
     };
@@ -629,9 +626,10 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             // The body is read: watch for the client going away (a pipelined request's
             // bytes are kept, up to a bound). A short read cleared the socket's readiness,
             // so this costs no system call while the client is quiet.
-            return match self.poll_client_gone(cx) {
-                true => Poll::Ready(InFlight::Gone),
-                false => Poll::Pending,
+            return if self.poll_client_gone(cx) {
+                Poll::Ready(InFlight::Gone)
+            } else {
+                Poll::Pending
             };
         }
     }
@@ -771,82 +769,26 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         let bodiless = status.is_informational()
             || status == StatusCode::NO_CONTENT
             || status == StatusCode::NOT_MODIFIED;
-        let hint: SizeHint = body.size_hint();
-        let length = if bodiless {
-            None
-        } else if body.is_end_stream() {
+        let length = if body.is_end_stream() {
             Some(0)
         } else {
-            hint.exact()
+            body.size_hint().exact()
         };
-        let mode = match (bodiless, length) {
-            (true, _) => Mode::None,
-            (false, Some(n)) => Mode::Length(n),
-            (false, None) if version == Version::HTTP_11 => Mode::Chunked,
-            (false, None) => Mode::Close,
+        let mode = match length {
+            _ if bodiless => Mode::None,
+            Some(n) => Mode::Length(n),
+            None if version == Version::HTTP_11 => Mode::Chunked,
+            None => Mode::Close,
         };
         let keep_alive = keep_alive && mode != Mode::Close;
-        self.encode_head(status, &parts.headers, mode, version, keep_alive);
-        let head = Bytes::from(std::mem::replace(&mut self.head, Vec::with_capacity(512)));
-        self.out.push(head);
+        let head = encode_head(status, &parts.headers, mode, version, keep_alive);
+        self.out.push(Bytes::from(head));
         if head_only || mode == Mode::None {
             drop(body);
             return poll_fn(|cx| self.poll_write_out(cx)).await.map_err(|_| ());
         }
         let mut ended = false;
         poll_fn(|cx| self.poll_answer_body(cx, &mut body, mode, &mut ended)).await
-    }
-
-    fn encode_head(
-        &mut self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        mode: Mode,
-        version: Version,
-        keep_alive: bool,
-    ) {
-        let out = &mut self.head;
-        out.clear();
-        if status == StatusCode::OK {
-            out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        } else {
-            out.extend_from_slice(b"HTTP/1.1 ");
-            out.extend_from_slice(status.as_str().as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        for (name, value) in headers {
-            if name == header::CONNECTION
-                || name == header::CONTENT_LENGTH
-                || name == header::TRANSFER_ENCODING
-                || name == header::DATE
-                || name.as_str() == "keep-alive"
-            {
-                continue;
-            }
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        }
-        match mode {
-            Mode::Length(n) => {
-                out.extend_from_slice(b"content-length: ");
-                push_number(out, n, 10);
-                out.extend_from_slice(b"\r\n");
-            }
-            Mode::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
-            Mode::Close | Mode::None => {}
-        }
-        if !keep_alive {
-            out.extend_from_slice(b"connection: close\r\n");
-        } else if version == Version::HTTP_10 {
-            out.extend_from_slice(b"connection: keep-alive\r\n");
-        }
-        out.extend_from_slice(b"date: ");
-        date::write(out);
-        out.extend_from_slice(b"\r\n\r\n");
     }
 
     fn poll_answer_body(
@@ -939,6 +881,60 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
         });
         let _ = tokio::time::timeout(LINGER, drained).await;
     }
+}
+
+/// An answer's head: the status line, its headers but the framing ones (written from
+/// `mode`), `connection` as `keep_alive` says, and `date`.
+fn encode_head(
+    status: StatusCode,
+    headers: &HeaderMap,
+    mode: Mode,
+    version: Version,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256 + headers.len() * 48);
+    let out = &mut head;
+    if status == StatusCode::OK {
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in headers {
+        if name == header::CONNECTION
+            || name == header::CONTENT_LENGTH
+            || name == header::TRANSFER_ENCODING
+            || name == header::DATE
+            || name.as_str() == "keep-alive"
+        {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match mode {
+        Mode::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            push_number(out, n, 10);
+            out.extend_from_slice(b"\r\n");
+        }
+        Mode::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Mode::Close | Mode::None => {}
+    }
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if version == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"date: ");
+    date::write(out);
+    out.extend_from_slice(b"\r\n\r\n");
+    head
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1172,7 +1168,6 @@ mod tests {
                     Bytes::from_static(b"fghij"),
                 ],
                 written: 0,
-                head: Vec::new(),
                 head_timer: LazyTimer::new(),
                 request_timer: LazyTimer::new(),
             };
