@@ -275,7 +275,7 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
         let mut b = Request::builder().method(Method::GET).uri(uri);
         if let Provider::Anthropic(a) = &t.provider {
             let headers = a
-                .auth_headers(key, &http::HeaderMap::new())
+                .auth_headers(key, &crate::headers::RawHeaders::default())
                 .map_err(|e| e.message)?;
             let mut req = b.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
             req.headers_mut().extend(headers);
@@ -332,7 +332,7 @@ fn build_probe(t: &Target) -> Result<Request<Full<Bytes>>, String> {
                     endpoint,
                     &d.upstream_model,
                     body,
-                    &http::HeaderMap::new(),
+                    &crate::headers::RawHeaders::default(),
                     false,
                 )
                 .map_err(|e| e.message)?;
@@ -377,7 +377,7 @@ fn translated_probe(t: &Target, probe: Probe) -> Result<Request<Full<Bytes>>, St
             endpoint,
             &d.upstream_model,
             translated.body,
-            &http::HeaderMap::new(),
+            &crate::headers::RawHeaders::default(),
             false,
         )
         .map_err(|e| e.message)

@@ -21,6 +21,7 @@ pub mod body;
 pub mod client;
 pub mod errors;
 pub mod hardening;
+pub mod headers;
 pub mod health;
 pub mod info;
 pub mod json;
@@ -176,26 +177,64 @@ fn endpoint_label(path: &str) -> Option<&'static str> {
     }
 }
 
-/// The public API with metrics around it, and the bound on requests in flight.
-async fn measured(
+/// What the public port's handler shares across requests (one reference count per
+/// request instead of three).
+struct Public {
     app: Arc<App>,
     metrics: Arc<Metrics>,
+    /// The bound on requests in flight.
     in_flight: Arc<Semaphore>,
-    req: Request<RequestBody>,
-) -> Response<Body> {
-    let Some(endpoint) = endpoint_label(req.uri().path()) else {
-        return server::public(app, req).await;
+}
+
+/// The public API with metrics around it, and the bound on requests in flight. One
+/// function rather than a wrapper around a wrapper: every async fn awaited inside
+/// another is built and then moved into its caller's state, kilobytes each time.
+async fn measured(public: Arc<Public>, req: server::ApiRequest) -> Response<Body> {
+    let Public {
+        app,
+        metrics,
+        in_flight,
+    } = &*public;
+    let Some(endpoint) = endpoint_label(req.uri.path()) else {
+        return server::public_with_outcome(app, req).await.0;
     };
     // Held until the answer's body ends (a stream's last byte), so streams count.
-    let Ok(permit) = in_flight.try_acquire_owned() else {
+    let Ok(permit) = Arc::clone(in_flight).try_acquire_owned() else {
         let mut e = errors::ApiError::unavailable(
             "the gateway is serving its limit of requests in flight; retry shortly",
         );
         e.retry_after = Some(Duration::from_secs(1));
         return e.into_response();
     };
-    let resp = measured_inner(app, metrics, endpoint, req).await;
+    let started = Instant::now();
+    let guard = metrics.start();
+    let (resp, outcome) = server::public_with_outcome(app, req).await;
+    drop(guard);
+    let deployment = outcome
+        .deployment
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
+    metrics.record(
+        endpoint,
+        &model,
+        deployment,
+        resp.status().as_u16(),
+        u64::from(outcome.attempts),
+        started.elapsed(),
+    );
+    let streaming = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let (parts, body) = resp.into_parts();
+    let body = if streaming {
+        let metrics = Arc::clone(metrics);
+        FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed())).boxed_unsync()
+    } else {
+        body
+    };
     Response::from_parts(
         parts,
         Held {
@@ -233,42 +272,6 @@ impl http_body::Body for Held {
     }
 }
 
-async fn measured_inner(
-    app: Arc<App>,
-    metrics: Arc<Metrics>,
-    endpoint: &'static str,
-    req: Request<RequestBody>,
-) -> Response<Body> {
-    let started = Instant::now();
-    let guard = metrics.start();
-    let (resp, outcome) = server::public_with_outcome(Arc::clone(&app), req).await;
-    drop(guard);
-    let deployment = outcome
-        .deployment
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
-    metrics.record(
-        endpoint,
-        &model,
-        deployment,
-        resp.status().as_u16(),
-        u64::from(outcome.attempts),
-        started.elapsed(),
-    );
-    let streaming = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    if !streaming {
-        return resp;
-    }
-    let (parts, body) = resp.into_parts();
-    let body = FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed()));
-    Response::from_parts(parts, body.boxed_unsync())
-}
-
 /// The metrics endpoint (and the health probes).
 async fn metrics_endpoint(
     app: Arc<App>,
@@ -278,7 +281,7 @@ async fn metrics_endpoint(
     // The probes answer here too, so a sidecar can keep its API on 127.0.0.1 and still be
     // probed by the kubelet on the pod IP.
     if matches!(req.uri().path(), "/health/liveliness" | "/health/readiness") {
-        return server::public(app, req).await;
+        return server::public(app, req.into()).await;
     }
     if req.method() != Method::GET || req.uri().path() != "/metrics" {
         return errors::ApiError::not_found(req.uri().path()).into_response();
@@ -311,22 +314,18 @@ pub async fn run(
     let in_flight = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
     let mut tasks = tokio::task::JoinSet::new();
     {
-        let app = Arc::clone(&app);
-        let metrics = Arc::clone(&metrics);
+        let shared = Arc::new(Public {
+            app: Arc::clone(&app),
+            metrics: Arc::clone(&metrics),
+            in_flight,
+        });
         let shutdown = shutdown.clone();
         let drain = config.drain_timeout;
         let limits = config.limits.clone();
         tasks.spawn(async move {
             server::serve_public(
                 public,
-                move |req| {
-                    measured(
-                        Arc::clone(&app),
-                        Arc::clone(&metrics),
-                        Arc::clone(&in_flight),
-                        req,
-                    )
-                },
+                move |req| measured(Arc::clone(&shared), req),
                 shutdown,
                 drain,
                 limits,

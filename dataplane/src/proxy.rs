@@ -298,8 +298,12 @@ impl Failure {
     }
 }
 
-/// The names to try, in order, for a request of `model`.
-pub(crate) fn plan(router: &Router, model: &str) -> Result<VecDeque<(usize, String)>, ApiError> {
+/// The groups to try, in order, for a request of `model`, each with the model name to
+/// ask it for (borrowed from the router or from `model`).
+pub(crate) fn plan<'a>(
+    router: &'a Router,
+    model: &'a str,
+) -> Result<VecDeque<(usize, &'a str)>, ApiError> {
     let mut steps = VecDeque::new();
     match router.route(model) {
         None => return Err(ApiError::model_not_found(model)),
@@ -310,10 +314,10 @@ pub(crate) fn plan(router: &Router, model: &str) -> Result<VecDeque<(usize, Stri
             expand(router, route, &mut steps, 0);
         }
     }
-    if let Some((g, _)) = steps.front().cloned() {
-        let name = router.groups[g].name.clone();
+    if let Some(&(g, _)) = steps.front() {
+        let name = router.groups[g].name.as_str();
         if name != model {
-            for f in router.settings().fallbacks.get(&name).into_iter().flatten() {
+            for f in router.settings().fallbacks.get(name).into_iter().flatten() {
                 if let Some(route) = router.route(f) {
                     expand(router, route, &mut steps, 0);
                 }
@@ -325,15 +329,15 @@ pub(crate) fn plan(router: &Router, model: &str) -> Result<VecDeque<(usize, Stri
 
 /// Appends the groups a route leads to (an alias: its picked target, its other targets by
 /// share, its fallbacks), skipping groups already planned.
-pub(crate) fn expand(
-    router: &Router,
-    route: Route<'_>,
-    steps: &mut VecDeque<(usize, String)>,
+pub(crate) fn expand<'a>(
+    router: &'a Router,
+    route: Route<'a>,
+    steps: &mut VecDeque<(usize, &'a str)>,
     depth: u8,
 ) {
-    let push = |steps: &mut VecDeque<(usize, String)>, g: usize, m: &str| {
+    let push = |steps: &mut VecDeque<(usize, &'a str)>, g: usize, m: &'a str| {
         if !steps.iter().any(|(x, _)| *x == g) {
-            steps.push_back((g, m.to_owned()));
+            steps.push_back((g, m));
         }
     };
     match route {
@@ -342,7 +346,7 @@ pub(crate) fn expand(
             let first = pick_alias_target(a);
             let (g, m, _) = &a.targets[first];
             push(steps, *g, m);
-            let mut rest: Vec<&(usize, String, f64)> = a
+            let mut rest: Vec<&'a (usize, String, f64)> = a
                 .targets
                 .iter()
                 .enumerate()
@@ -364,12 +368,25 @@ pub(crate) fn expand(
     }
 }
 
+/// The output of `fut`, or `None` when `limit` passes first (as `tokio::time::timeout`,
+/// for a future pinned by its caller, so it is not moved).
+async fn within<F: Future>(limit: Duration, mut fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut expired = std::pin::pin!(tokio::time::sleep(limit));
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
+        }
+        expired.as_mut().poll(cx).map(|()| None)
+    })
+    .await
+}
+
 /// Serves one request whose body is `body` (already read and size-checked).
 pub async fn serve(
     router: Arc<Router>,
     client: &HttpClient,
     endpoint: Endpoint,
-    client_headers: &HeaderMap,
+    client_headers: &RawHeaders,
     body: Bytes,
 ) -> Served {
     let dialect = endpoint.dialect();
@@ -387,7 +404,16 @@ pub async fn serve(
         match crate::responses::pin(&router, &body, model) {
             Ok(None) => {}
             Ok(Some(p)) => {
-                return serve_pinned(&router, client, &p, model, client_headers, stream).await;
+                // Boxed: kept out of the state of every other request.
+                return Box::pin(serve_pinned(
+                    &router,
+                    client,
+                    &p,
+                    model,
+                    client_headers,
+                    stream,
+                ))
+                .await;
             }
             Err(e) => return fail(e, 0),
         }
@@ -461,7 +487,7 @@ pub async fn serve(
                 client,
                 t,
                 endpoint,
-                &group_model,
+                group_model,
                 model,
                 &body,
                 client_headers,
@@ -628,7 +654,7 @@ async fn serve_pinned(
     client: &HttpClient,
     pinned: &crate::responses::Pinned,
     model: &str,
-    client_headers: &HeaderMap,
+    client_headers: &RawHeaders,
     stream: bool,
 ) -> Served {
     let t = pinned.target;
@@ -707,7 +733,7 @@ async fn attempt(
     group_model: &str,
     requested_model: &str,
     body: &Bytes,
-    client_headers: &HeaderMap,
+    client_headers: &RawHeaders,
     stream: bool,
     reservation: &Reservation,
 ) -> Result<Response<Body>, Failure> {
@@ -735,7 +761,10 @@ async fn attempt(
             // Rewrite `model` (wildcards, `upstream.model`): the one case that builds a tree.
             let mut rewritten: Value = serde_json::from_slice(body).unwrap_or_default();
             if let Some(object) = rewritten.as_object_mut() {
-                object.insert("model".to_owned(), Value::String(upstream.clone()));
+                object.insert(
+                    "model".to_owned(),
+                    Value::String(upstream.clone().into_owned()),
+                );
             }
             Bytes::from(serde_json::to_vec(&rewritten).unwrap_or_default())
         };
@@ -818,7 +847,9 @@ async fn attempt(
         })?;
     if !stream {
         let timeout = Duration::from_millis(d.timeouts.request_ms);
-        let exchange = async {
+        // Pinned where it is built and raced with the timer in place: the exchange is a
+        // kilobyte, which `tokio::time::timeout` would move twice more.
+        let exchange = std::pin::pin!(async {
             let answer = client.request(req).await.map_err(connect_failure)?;
             let limit = if answer.status.is_success() {
                 MAX_ANSWER_BODY.load(std::sync::atomic::Ordering::Relaxed)
@@ -827,10 +858,10 @@ async fn attempt(
             };
             let bytes = read_upstream(answer.body, limit).await?;
             Ok::<_, Failure>((answer.status, answer.headers, bytes))
-        };
-        let (status, headers, bytes) = match tokio::time::timeout(timeout, exchange).await {
-            Ok(r) => r?,
-            Err(_) => {
+        });
+        let (status, headers, bytes) = match within(timeout, exchange).await {
+            Some(r) => r?,
+            None => {
                 return Err(Failure::retryable(ApiError::timeout(format!(
                     "deployment {} did not answer within {}ms",
                     d.id, d.timeouts.request_ms

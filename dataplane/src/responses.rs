@@ -25,6 +25,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+
+use crate::headers::RawHeaders;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
@@ -161,12 +163,12 @@ pub fn pin(router: &Router, body: &Bytes, model: &str) -> Result<Option<Pinned>,
 /// plan, then the context-window fallbacks of `model` and of every planned group); a 400
 /// naming the model and the deployment when none reaches it.
 fn reaching(router: &Router, t: usize, model: &str, id: &str) -> Result<String, ApiError> {
-    let mut steps: Vec<(usize, String)> = crate::proxy::plan(router, model)?.into();
+    let mut steps: Vec<(usize, &str)> = crate::proxy::plan(router, model)?.into();
     let settings = router.settings();
-    let mut names = vec![model.to_owned()];
-    names.extend(steps.iter().map(|(g, _)| router.groups[*g].name.clone()));
+    let mut names = vec![model];
+    names.extend(steps.iter().map(|(g, _)| router.groups[*g].name.as_str()));
     let mut more = std::collections::VecDeque::new();
-    for name in &names {
+    for name in names {
         for f in settings
             .context_window_fallbacks
             .get(name)
@@ -183,7 +185,7 @@ fn reaching(router: &Router, t: usize, model: &str, id: &str) -> Result<String, 
         .into_iter()
         .find(|(g, _)| router.groups[*g].members.contains(&t))
     {
-        return Ok(m);
+        return Ok(m.to_owned());
     }
     let deployment = &router.targets[t].spec;
     let groups: Vec<&str> = router
@@ -346,7 +348,7 @@ pub async fn by_id(
     method: &Method,
     rest: &str,
     query: Option<&str>,
-    client_headers: &HeaderMap,
+    client_headers: &RawHeaders,
 ) -> (Response<Body>, Option<String>) {
     let (id, suffix) = match rest.split_once('/') {
         Some((id, s)) => (id, Some(s)),
@@ -429,8 +431,8 @@ pub async fn by_id(
         }
     }
     for name in ["traceparent", "tracestate"] {
-        if let Some(v) = client_headers.get(name) {
-            headers.insert(name, v.clone());
+        if let Some(v) = client_headers.value(name) {
+            headers.insert(name, v);
         }
     }
     let timeout = Duration::from_millis(d.timeouts.request_ms);

@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, Version, header};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -30,6 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::app::App;
 use crate::body::{Body, ReadError, RequestBody, json, read_limited, read_request};
 use crate::errors::{ApiError, Dialect};
+use crate::headers::RawHeaders;
 use crate::info;
 use crate::providers::Endpoint;
 use crate::proxy;
@@ -100,6 +101,94 @@ const HYPER_DEFAULT_MAX_HEADERS: usize = 100;
 
 /// Connections being refused at once (beyond it an over-limit connection is just closed).
 const MAX_REFUSING: usize = 256;
+
+/// A request to the public API: its head as the connection parsed it, the header fields
+/// kept as they came (see [`RawHeaders`]), and its body.
+#[derive(Debug)]
+pub struct ApiRequest {
+    /// The method.
+    pub method: Method,
+    /// The request target.
+    pub uri: Uri,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The header fields.
+    pub headers: RawHeaders,
+    /// The body.
+    pub body: RequestBody,
+}
+
+impl From<Request<RequestBody>> for ApiRequest {
+    /// A request hyper parsed (the metrics port's probes, tests).
+    fn from(req: Request<RequestBody>) -> Self {
+        let (parts, body) = req.into_parts();
+        ApiRequest {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: RawHeaders::from_map(&parts.headers),
+            body,
+        }
+    }
+}
+
+/// What a connection hands its handler, built from hyper's parse or from [`h1`]'s: a
+/// `Request` on the admin and metrics ports, an [`ApiRequest`] on the public one.
+pub(crate) trait FromWire: Send + 'static {
+    /// From a request hyper parsed.
+    fn from_hyper(req: Request<RequestBody>) -> Self;
+    /// From the parts [`h1`] parsed.
+    fn from_h1(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: RawHeaders,
+        body: RequestBody,
+    ) -> Self;
+}
+
+impl FromWire for Request<RequestBody> {
+    fn from_hyper(req: Request<RequestBody>) -> Self {
+        req
+    }
+
+    fn from_h1(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: RawHeaders,
+        body: RequestBody,
+    ) -> Self {
+        let mut req = Request::new(body);
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.version_mut() = version;
+        *req.headers_mut() = headers.to_map();
+        req
+    }
+}
+
+impl FromWire for ApiRequest {
+    fn from_hyper(req: Request<RequestBody>) -> Self {
+        ApiRequest::from(req)
+    }
+
+    fn from_h1(
+        method: Method,
+        uri: Uri,
+        version: Version,
+        headers: RawHeaders,
+        body: RequestBody,
+    ) -> Self {
+        ApiRequest {
+            method,
+            uri,
+            version,
+            headers,
+            body,
+        }
+    }
+}
 
 /// Runs an accept loop until `shutdown` turns true, then lets open connections finish
 /// (within `drain`), closing idle keep-alive connections at once.
@@ -183,7 +272,7 @@ pub async fn serve_public<H, F>(
     drain: Duration,
     limits: Limits,
 ) where
-    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(ApiRequest) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     accept_loop(
@@ -207,7 +296,7 @@ enum Engine {
     Own,
 }
 
-async fn accept_loop<H, F>(
+async fn accept_loop<H, R, F>(
     listener: TcpListener,
     tls: Option<Arc<ReloadingTls>>,
     handler: H,
@@ -216,7 +305,8 @@ async fn accept_loop<H, F>(
     limits: Limits,
     engine: Engine,
 ) where
-    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(R) -> F + Clone + Send + Sync + 'static,
+    R: FromWire,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let limits = Arc::new(limits);
@@ -444,21 +534,22 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for IdleIo<IO> {
 
 /// Serves HTTP/1.1 on one connection until the client closes it, or, once `shutdown`
 /// turns true, until its request in flight (if any) is answered.
-async fn connection<IO, H, F>(
+async fn connection<IO, H, R, F>(
     io: IO,
     handler: H,
     mut shutdown: watch::Receiver<bool>,
     limits: &Limits,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(R) -> F + Clone + Send + Sync + 'static,
+    R: FromWire,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
         // Boxed once here: the handler's state machine is large, and hyper moves the
         // service future it is given.
-        let answer = Box::pin(handler(req.map(RequestBody::Hyper)));
+        let answer = Box::pin(handler(R::from_hyper(req.map(RequestBody::Hyper))));
         async move {
             let Some(limit) = request_timeout else {
                 return Ok::<_, Infallible>(answer.await);
@@ -509,11 +600,10 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// The request id: the client's `x-request-id`, or a new one.
-fn request_id(headers: &HeaderMap) -> HeaderValue {
+fn request_id(headers: &RawHeaders) -> HeaderValue {
     headers
-        .get(X_REQUEST_ID)
+        .value(X_REQUEST_ID.as_str())
         .filter(|v| !v.is_empty() && v.len() <= 128)
-        .cloned()
         .unwrap_or_else(|| {
             // 128 random bits in hex, without the formatting machinery (every request).
             const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -539,24 +629,30 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The key a client presented: `Authorization: Bearer`, `api-key` or `x-api-key`.
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
-    if let Some(v) = headers.get(header::AUTHORIZATION) {
-        let v = v.as_bytes();
+/// `get` looks a header up by its lower-case name.
+fn presented_key<'a>(get: impl Fn(&str) -> Option<&'a [u8]>) -> Option<&'a [u8]> {
+    if let Some(v) = get("authorization") {
         let prefix = b"Bearer ";
         if v.len() > prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix) {
             return Some(&v[prefix.len()..]);
         }
         return Some(v);
     }
-    headers
-        .get("api-key")
-        .or_else(|| headers.get("x-api-key"))
-        .map(HeaderValue::as_bytes)
+    get("api-key").or_else(|| get("x-api-key"))
+}
+
+/// The value of `x-modelgate-attempts`: a static one for the usual few (no allocation).
+fn attempts_value(n: u32) -> HeaderValue {
+    const FEW: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match usize::try_from(n).ok().and_then(|i| FEW.get(i)) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
+    }
 }
 
 /// The public OpenAI API.
-pub async fn public(app: Arc<App>, req: Request<RequestBody>) -> Response<Body> {
-    public_with_outcome(app, req).await.0
+pub async fn public(app: Arc<App>, req: ApiRequest) -> Response<Body> {
+    public_with_outcome(&app, req).await.0
 }
 
 /// Who answered a proxied request, as its `x-modelgate-deployment` and
@@ -570,27 +666,26 @@ pub struct Outcome {
 }
 
 /// [`public`], and who answered.
-pub async fn public_with_outcome(
-    app: Arc<App>,
-    req: Request<RequestBody>,
-) -> (Response<Body>, Outcome) {
-    let id = request_id(req.headers());
+pub async fn public_with_outcome(app: &App, req: ApiRequest) -> (Response<Body>, Outcome) {
+    let id = request_id(&req.headers);
     let mut outcome = Outcome::default();
-    let mut resp = public_inner(&app, req, &mut outcome).await;
+    let mut resp = public_inner(app, req, &mut outcome).await;
     resp.headers_mut().insert(X_REQUEST_ID, id);
     (resp, outcome)
 }
 
-async fn public_inner(
-    app: &App,
-    req: Request<RequestBody>,
-    outcome: &mut Outcome,
-) -> Response<Body> {
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
+async fn public_inner(app: &App, req: ApiRequest, outcome: &mut Outcome) -> Response<Body> {
+    let ApiRequest {
+        method,
+        uri,
+        headers,
+        body,
+        ..
+    } = req;
+    let path = uri.path();
     // HEAD is answered as GET (the server sends the head alone).
     let read_only = method == Method::GET || method == Method::HEAD;
-    match (read_only, path.as_str()) {
+    match (read_only, path) {
         (true, "/health/liveliness" | "/health/liveness") => {
             return json_response(StatusCode::OK, &json!({"status": "alive"}));
         }
@@ -610,7 +705,7 @@ async fn public_inner(
         }
         _ => {}
     }
-    let endpoint = match path.as_str() {
+    let endpoint = match path {
         "/v1/chat/completions" | "/chat/completions" => Some(Endpoint::Chat),
         "/v1/completions" | "/completions" => Some(Endpoint::Completions),
         "/v1/embeddings" | "/embeddings" => Some(Endpoint::Embeddings),
@@ -625,7 +720,7 @@ async fn public_inner(
         return ApiError::unavailable("no routing table loaded yet").into_response_as(dialect);
     };
     if let Some(key) = &router.master_key {
-        let ok = presented_key(req.headers())
+        let ok = presented_key(|name| headers.get(name))
             .is_some_and(|k| constant_time_eq(k, key.expose().as_bytes()));
         if !ok {
             return ApiError::unauthorized().into_response_as(dialect);
@@ -642,8 +737,8 @@ async fn public_inner(
             &app.client,
             &method,
             rest,
-            req.uri().query(),
-            req.headers(),
+            uri.query(),
+            &headers,
         ))
         .await;
         if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
@@ -655,18 +750,16 @@ async fn public_inner(
     }
     if let Some(endpoint) = endpoint {
         if method != Method::POST {
-            return ApiError::method_not_allowed(&method, &path).into_response_as(dialect);
+            return ApiError::method_not_allowed(&method, path).into_response_as(dialect);
         }
-        let (parts, body) = req.into_parts();
         let limit = router.settings().max_request_body_bytes;
         // A body not read yet is refused by its stated length before any of it is read
         // (a whole one is measured by `read_request`).
         if !matches!(body, RequestBody::Full(_))
-            && let Some(len) = parts
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok())
+            && let Some(len) = headers
+                .get("content-length")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
             && len > limit
         {
             return ApiError::too_large(limit).into_response_as(dialect);
@@ -682,35 +775,28 @@ async fn public_inner(
         // Boxed: the proxy's state machine is kilobytes, and every future that holds it
         // inline (this one, the metrics wrapper, the timeout, hyper's slot) would be
         // copied whole each time it moves.
-        let served = Box::pin(proxy::serve(
-            router,
-            &app.client,
-            endpoint,
-            &parts.headers,
-            body,
-        ))
-        .await;
+        let served = Box::pin(proxy::serve(router, &app.client, endpoint, &headers, body)).await;
         let mut resp = served.response;
         let headers = resp.headers_mut();
         if let Some(id) = &served.deployment {
             headers.insert(X_MODELGATE_DEPLOYMENT, id.clone());
         }
-        headers.insert(X_MODELGATE_ATTEMPTS, HeaderValue::from(served.attempts));
+        headers.insert(X_MODELGATE_ATTEMPTS, attempts_value(served.attempts));
         outcome.deployment = served.deployment;
         outcome.attempts = served.attempts;
         return resp;
     }
     if !read_only {
-        return if info::is_info_path(&path) {
-            ApiError::method_not_allowed(&method, &path).into_response()
+        return if info::is_info_path(path) {
+            ApiError::method_not_allowed(&method, path).into_response()
         } else {
-            ApiError::not_found(&path).into_response()
+            ApiError::not_found(path).into_response()
         };
     }
-    match info::get(&router, &path) {
+    match info::get(&router, path) {
         Some(Ok(value)) => json_response(StatusCode::OK, &value),
         Some(Err(e)) => e.into_response(),
-        None => ApiError::not_found(&path).into_response(),
+        None => ApiError::not_found(path).into_response(),
     }
 }
 
@@ -781,7 +867,10 @@ pub async fn admin(
     token: Arc<AdminToken>,
     req: Request<RequestBody>,
 ) -> Response<Body> {
-    if !token.check(presented_key(req.headers())) {
+    let headers = req.headers();
+    if !token.check(presented_key(|name| {
+        headers.get(name).map(HeaderValue::as_bytes)
+    })) {
         return ApiError::unauthorized().into_response();
     }
     let path = req.uri().path().to_owned();
@@ -863,6 +952,16 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_values_are_the_decimal_count() {
+        for n in [0, 1, 9, 10, 123, u32::MAX] {
+            assert_eq!(
+                attempts_value(n).to_str().ok(),
+                Some(n.to_string().as_str())
+            );
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_fails_only_after_a_whole_timeout_without_progress() {

@@ -19,6 +19,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
+pub use crate::headers::RawHeaders;
+
 /// The largest answer head read (status line and headers).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// The most headers an answer may have.
@@ -220,55 +222,6 @@ pub(crate) struct Head {
     pub(crate) keep_alive: bool,
 }
 
-/// An answer's headers as they came: one copy of the head and where each field lies in
-/// it. The proxy reads one or two of them per answer; building an `http::HeaderMap` of
-/// every field (a name parse, a value check and a hash each) is left to the paths that
-/// need one ([`RawHeaders::to_map`]: error answers, which translators read whole).
-/// httparse has checked every name and value already.
-#[derive(Clone, Debug, Default)]
-pub struct RawHeaders {
-    head: Bytes,
-    /// (name start, name end, value start, value end) in `head`.
-    fields: Vec<(u32, u32, u32, u32)>,
-}
-
-impl RawHeaders {
-    /// The (value start, value end) of the first field named `name` (case-insensitive).
-    fn find(&self, name: &str) -> Option<(usize, usize)> {
-        self.fields.iter().find_map(|&(ns, ne, vs, ve)| {
-            self.head[ns as usize..ne as usize]
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then_some((vs as usize, ve as usize))
-        })
-    }
-
-    /// The first value of `name` (case-insensitive), as bytes.
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
-        let (start, end) = self.find(name)?;
-        Some(&self.head[start..end])
-    }
-
-    /// The first value of `name`, as a header value sharing the head's bytes.
-    pub fn value(&self, name: &str) -> Option<HeaderValue> {
-        let (start, end) = self.find(name)?;
-        HeaderValue::from_maybe_shared(self.head.slice(start..end)).ok()
-    }
-
-    /// Every field in a `HeaderMap` (values share the head's bytes).
-    pub fn to_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.fields.len());
-        for &(ns, ne, vs, ve) in &self.fields {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&self.head[ns as usize..ne as usize]),
-                HeaderValue::from_maybe_shared(self.head.slice(vs as usize..ve as usize)),
-            ) {
-                map.append(name, value);
-            }
-        }
-        map
-    }
-}
-
 /// The comma-separated items of a header value, trimmed, empty ones skipped.
 pub(crate) fn items(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value
@@ -374,10 +327,7 @@ pub(crate) fn parse_head(
         let (vs, ve) = at(h.value)?;
         fields.push((ns, ne, vs, ve));
     }
-    let headers = RawHeaders {
-        head: Bytes::copy_from_slice(&buf[..len]),
-        fields,
-    };
+    let headers = RawHeaders::new(Bytes::copy_from_slice(&buf[..len]), fields);
     let FramingHeaders {
         length,
         chunked,

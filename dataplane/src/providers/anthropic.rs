@@ -21,6 +21,8 @@ pub mod wire;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
+
+use crate::headers::RawHeaders;
 use http_body_util::Full;
 use modelgate_dataplane_api::Deployment;
 
@@ -84,7 +86,7 @@ impl Anthropic {
     pub fn auth_headers(
         &self,
         api_key: Option<&str>,
-        client_headers: &HeaderMap,
+        client_headers: &RawHeaders,
     ) -> Result<HeaderMap, ApiError> {
         let mut headers = HeaderMap::new();
         if let Some(key) = api_key {
@@ -99,13 +101,12 @@ impl Anthropic {
                 ApiError::internal("the deployment's apiVersion is not a valid header value")
             })?,
             None => client_headers
-                .get("anthropic-version")
-                .cloned()
+                .value("anthropic-version")
                 .unwrap_or_else(|| HeaderValue::from_static(DEFAULT_VERSION)),
         };
         headers.insert("anthropic-version", version);
-        if let Some(beta) = client_headers.get("anthropic-beta") {
-            headers.insert("anthropic-beta", beta.clone());
+        if let Some(beta) = client_headers.value("anthropic-beta") {
+            headers.insert("anthropic-beta", beta);
         }
         Ok(headers)
     }
@@ -115,7 +116,7 @@ impl Anthropic {
         &self,
         api_key: Option<&str>,
         body: Bytes,
-        client_headers: &HeaderMap,
+        client_headers: &RawHeaders,
     ) -> Result<Request<Full<Bytes>>, ApiError> {
         let headers = self.auth_headers(api_key, client_headers)?;
         let mut req = Request::builder()
@@ -188,7 +189,7 @@ mod tests {
         let mut client = HeaderMap::new();
         client.insert("anthropic-beta", HeaderValue::from_static("x-2025"));
         let req = a
-            .request(Some("k"), Bytes::new(), &client)
+            .request(Some("k"), Bytes::new(), &RawHeaders::from_map(&client))
             .expect("request");
         assert_eq!(req.uri(), "https://api.anthropic.com/v1/messages");
         assert_eq!(req.headers()["x-api-key"], "k");

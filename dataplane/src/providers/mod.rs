@@ -52,6 +52,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+
+use crate::headers::RawHeaders;
 use http_body_util::Full;
 use modelgate_dataplane_api::{Deployment, RoutingTable};
 
@@ -204,7 +206,7 @@ impl Provider {
         endpoint: Endpoint,
         upstream_model: &str,
         body: Bytes,
-        client_headers: &HeaderMap,
+        client_headers: &RawHeaders,
         stream: bool,
     ) -> Result<Request<Full<Bytes>>, ApiError> {
         if let Provider::Bedrock(b) = self {
@@ -254,13 +256,13 @@ fn deployment_headers(d: &Deployment) -> HeaderMap {
 }
 
 /// W3C trace context passes through to the upstream.
-fn trace_headers(client_headers: &HeaderMap, headers: &mut HeaderMap) {
-    // Names made once: a `&str` name is parsed on every lookup.
+fn trace_headers(client_headers: &RawHeaders, headers: &mut HeaderMap) {
+    // Names made once: a `&str` name is parsed on every insert.
     const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
     const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
     for name in [TRACEPARENT, TRACESTATE] {
-        if let Some(v) = client_headers.get(&name) {
-            headers.insert(name, v.clone());
+        if let Some(v) = client_headers.value(name.as_str()) {
+            headers.insert(name, v);
         }
     }
 }
@@ -514,14 +516,14 @@ pub fn legs(endpoint: Endpoint, provider: &Provider) -> Legs {
 /// The upstream model id for a request of `requested` to deployment `d`: its
 /// `upstream_model`, with `*` standing for the part of a wildcard request after the
 /// provider prefix.
-pub fn upstream_model(d: &Deployment, requested: &str) -> String {
+pub fn upstream_model<'a>(d: &'a Deployment, requested: &str) -> std::borrow::Cow<'a, str> {
     if !d.upstream_model.contains('*') {
-        return d.upstream_model.clone();
+        return std::borrow::Cow::Borrowed(&d.upstream_model);
     }
     let suffix = requested
         .split_once('/')
         .map_or(requested, |(_, rest)| rest);
-    d.upstream_model.replacen('*', suffix, 1)
+    std::borrow::Cow::Owned(d.upstream_model.replacen('*', suffix, 1))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (URL path segments,

@@ -34,8 +34,10 @@ use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderMap};
+
+use crate::headers::RawHeaders;
+use http::{Method, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
@@ -97,7 +99,7 @@ pub(crate) struct Head {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
     pub(crate) version: Version,
-    pub(crate) headers: HeaderMap,
+    pub(crate) headers: RawHeaders,
     /// How the body is delimited (`Length(0)`: none).
     pub(crate) framing: Framing,
     /// The client allows another request on this connection.
@@ -203,29 +205,32 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
     } else {
         Version::HTTP_11
     };
-    // One copy of the head; the target and every header value are slices of it.
+    // One copy of the head; the target is a slice of it, the header fields ranges in it
+    // (httparse checked their names and values).
     let shared = Bytes::copy_from_slice(&buf[..len]);
     let base = buf.as_ptr() as usize;
-    let slice = |part: &[u8]| {
+    let range = |part: &[u8]| {
         let start = (part.as_ptr() as usize).saturating_sub(base);
         let end = start + part.len();
-        (end <= shared.len()).then(|| shared.slice(start..end))
+        match (u32::try_from(start), u32::try_from(end)) {
+            (Ok(s), Ok(e)) if end <= len => Some((s, e)),
+            _ => None,
+        }
     };
     let target = parsed.path.unwrap_or("");
-    let uri = slice(target.as_bytes())
-        .and_then(|t| Uri::from_maybe_shared(t).ok())
+    let uri = range(target.as_bytes())
+        .and_then(|(s, e)| Uri::from_maybe_shared(shared.slice(s as usize..e as usize)).ok())
         .ok_or(HeadError::Malformed("invalid request target"))?;
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let mut fields = Vec::with_capacity(parsed.headers.len());
     let mut framing = RequestFraming::default();
     for h in parsed.headers.iter() {
         framing.read(h.name.as_bytes(), h.value)?;
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::Malformed("invalid header name"))?;
-        let value = slice(h.value)
-            .and_then(|v| HeaderValue::from_maybe_shared(v).ok())
-            .ok_or(HeadError::Malformed("invalid header value"))?;
-        headers.append(name, value);
+        let (Some((ns, ne)), Some((vs, ve))) = (range(h.name.as_bytes()), range(h.value)) else {
+            return Err(HeadError::Malformed("invalid header field"));
+        };
+        fields.push((ns, ne, vs, ve));
     }
+    let headers = RawHeaders::new(shared, fields);
     let RequestFraming {
         length,
         chunked,
@@ -420,14 +425,15 @@ struct Conn<IO> {
 
 /// Serves requests on `io` until the client closes it, a limit closes it, or `shutdown`
 /// turns true (at once when idle, after the answer in flight otherwise).
-pub(crate) async fn serve_connection<IO, H, F>(
+pub(crate) async fn serve_connection<IO, H, R, F>(
     io: IdleIo<IO>,
     handler: H,
     shutdown: watch::Receiver<bool>,
     limits: &Limits,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin,
-    H: Fn(Request<RequestBody>) -> F,
+    H: Fn(R) -> F,
+    R: super::FromWire,
     F: Future<Output = Response<Body>> + Send + 'static,
 {
     let mut conn = Conn {
@@ -489,11 +495,7 @@ pub(crate) async fn serve_connection<IO, H, F>(
             }
         };
         let head_only = method == Method::HEAD;
-        let mut req = Request::new(body);
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = version;
-        *req.headers_mut() = headers;
+        let req = R::from_h1(method, uri, version, headers, body);
         // Boxed once: the handler's state machine is large. The request is timed from its
         // head's last read.
         let mut answer = Box::pin(handler(req));
@@ -1018,7 +1020,7 @@ mod tests {
         assert_eq!(h.framing, Framing::Length(12));
         assert!(h.keep_alive);
         assert!(!h.expect_continue);
-        assert_eq!(h.headers["x-request-id"], "r1");
+        assert_eq!(h.headers.get("x-request-id"), Some(&b"r1"[..]));
 
         let h = head("GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert_eq!(h.framing, Framing::Length(0));

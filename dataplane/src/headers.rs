@@ -1,0 +1,137 @@
+//! Header fields as they came off the wire: one copy of the head and where each field lies
+//! in it. A request or an answer passing through the proxy has one or two of its fields
+//! read; building an `http::HeaderMap` of every field (a name parse, a value check, a hash
+//! and two allocations) is left to the paths that need one ([`RawHeaders::to_map`]: error
+//! answers, which translators read whole). httparse has checked every name and value.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+/// Header fields over one shared buffer.
+#[derive(Clone, Debug, Default)]
+pub struct RawHeaders {
+    head: Bytes,
+    /// (name start, name end, value start, value end) in `head`.
+    fields: Vec<(u32, u32, u32, u32)>,
+}
+
+impl RawHeaders {
+    /// Fields at the given ranges of `head` (every range within it, names and values
+    /// checked by the parser that found them).
+    pub(crate) fn new(head: Bytes, fields: Vec<(u32, u32, u32, u32)>) -> Self {
+        debug_assert!(
+            fields
+                .iter()
+                .all(|f| f.1 as usize <= head.len() && f.3 as usize <= head.len())
+        );
+        RawHeaders { head, fields }
+    }
+
+    /// The fields of `map`, in its order (a request that came through hyper, or a test's).
+    pub fn from_map(map: &HeaderMap) -> Self {
+        let mut head = BytesMut::new();
+        let mut fields = Vec::with_capacity(map.len());
+        for (name, value) in map {
+            let (Ok(ns), Ok(ne), Ok(ve)) = (
+                u32::try_from(head.len()),
+                u32::try_from(head.len() + name.as_str().len()),
+                u32::try_from(head.len() + name.as_str().len() + value.len()),
+            ) else {
+                break;
+            };
+            head.put_slice(name.as_str().as_bytes());
+            head.put_slice(value.as_bytes());
+            fields.push((ns, ne, ne, ve));
+        }
+        RawHeaders {
+            head: head.freeze(),
+            fields,
+        }
+    }
+
+    /// The (value start, value end) of the first field named `name` (case-insensitive).
+    fn find(&self, name: &str) -> Option<(usize, usize)> {
+        self.fields.iter().find_map(|&(ns, ne, vs, ve)| {
+            self.head[ns as usize..ne as usize]
+                .eq_ignore_ascii_case(name.as_bytes())
+                .then_some((vs as usize, ve as usize))
+        })
+    }
+
+    /// The first value of `name` (case-insensitive), as bytes.
+    pub fn get(&self, name: &str) -> Option<&[u8]> {
+        let (start, end) = self.find(name)?;
+        Some(&self.head[start..end])
+    }
+
+    /// The first value of `name`, as a header value sharing the head's bytes.
+    pub fn value(&self, name: &str) -> Option<HeaderValue> {
+        let (start, end) = self.find(name)?;
+        HeaderValue::from_maybe_shared(self.head.slice(start..end)).ok()
+    }
+
+    /// Every field (name as it came, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields.iter().map(|&(ns, ne, vs, ve)| {
+            (
+                &self.head[ns as usize..ne as usize],
+                &self.head[vs as usize..ve as usize],
+            )
+        })
+    }
+
+    /// How many fields there are.
+    pub fn len(&self) -> usize {
+        self.fields.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// Every field in a `HeaderMap` (values share the head's bytes).
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = HeaderMap::with_capacity(self.fields.len());
+        for &(ns, ne, vs, ve) in &self.fields {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&self.head[ns as usize..ne as usize]),
+                HeaderValue::from_maybe_shared(self.head.slice(vs as usize..ve as usize)),
+            ) {
+                map.append(name, value);
+            }
+        }
+        map
+    }
+}
+
+impl From<&HeaderMap> for RawHeaders {
+    fn from(map: &HeaderMap) -> Self {
+        RawHeaders::from_map(map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_goes_through_and_back_with_every_field_in_order() {
+        let mut map = HeaderMap::new();
+        map.append("x-a", HeaderValue::from_static("1"));
+        map.append("traceparent", HeaderValue::from_static("00-abc-def-01"));
+        map.append("x-a", HeaderValue::from_static("2"));
+        let raw = RawHeaders::from_map(&map);
+        assert_eq!(raw.len(), 3);
+        assert_eq!(raw.get("X-A"), Some(&b"1"[..]));
+        assert_eq!(raw.get("TraceParent"), Some(&b"00-abc-def-01"[..]));
+        assert_eq!(raw.get("missing"), None);
+        assert_eq!(raw.value("traceparent").as_ref(), map.get("traceparent"));
+        let back = raw.to_map();
+        assert_eq!(back, map);
+        let pairs: Vec<_> = raw.iter().collect();
+        // A map keeps a name's values together, in the order they came.
+        assert_eq!(pairs[1], (&b"x-a"[..], &b"2"[..]));
+        assert!(RawHeaders::default().is_empty());
+    }
+}
