@@ -252,17 +252,17 @@ impl Inner {
             return;
         };
         let list = &mut idle.entry(key).or_insert_with_key(Upstream::new).idle;
-        // The oldest are first: drop those past the idle timeout.
+        // The oldest are first: drop those past the idle timeout (one clock read).
+        let now = Instant::now();
         let expired = list
             .iter()
-            .take_while(|e| e.since.elapsed() >= IDLE_TIMEOUT)
+            .take_while(|e| now.saturating_duration_since(e.since) >= IDLE_TIMEOUT)
             .count();
-        list.drain(..expired);
+        if expired > 0 {
+            list.drain(..expired);
+        }
         if list.len() < MAX_IDLE_PER_UPSTREAM {
-            list.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            list.push(Idle { conn, since: now });
         }
     }
 }
@@ -327,6 +327,7 @@ impl HttpClient {
                     key,
                 }),
                 done: false,
+                whole: answer.whole,
             };
             if body.framing.is_done() {
                 body.finish();
@@ -424,6 +425,9 @@ pub struct UpstreamBody {
     /// `None` when the connection cannot carry another request.
     back: Option<Return>,
     done: bool,
+    /// The body copied with the head when all of it came with it (its bytes are still
+    /// in the read window): what [`UpstreamBody::take_whole`] hands over.
+    whole: Option<Bytes>,
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -449,7 +453,10 @@ impl UpstreamBody {
         if buffered.len() < n {
             return None;
         }
-        let data = Bytes::copy_from_slice(&buffered[..n]);
+        let data = match self.whole.take() {
+            Some(whole) if whole.len() == n => whole,
+            _ => Bytes::copy_from_slice(&buffered[..n]),
+        };
         conn.buf.consume(n);
         self.framing = Framing::Length(0);
         self.finish();

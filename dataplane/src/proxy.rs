@@ -368,10 +368,13 @@ pub(crate) fn expand<'a>(
     }
 }
 
-/// The output of `fut`, or `None` when `limit` passes first (as `tokio::time::timeout`,
-/// for a future pinned by its caller, so it is not moved).
-async fn within<F: Future>(limit: Duration, mut fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
-    let mut expired = std::pin::pin!(tokio::time::sleep(limit));
+/// The output of `fut`, or `None` when `deadline` passes first (as
+/// `tokio::time::timeout_at`, for a future pinned by its caller, so it is not moved).
+async fn within<F: Future>(
+    deadline: tokio::time::Instant,
+    mut fut: std::pin::Pin<&mut F>,
+) -> Option<F::Output> {
+    let mut expired = std::pin::pin!(tokio::time::sleep_until(deadline));
     std::future::poll_fn(|cx| {
         if let std::task::Poll::Ready(out) = fut.as_mut().poll(cx) {
             return std::task::Poll::Ready(Some(out));
@@ -493,6 +496,7 @@ pub async fn serve(
                 client_headers,
                 stream,
                 &reservation,
+                started,
             )
             .await;
             match &result {
@@ -681,6 +685,7 @@ async fn serve_pinned(
             stream,
             // A pinned follow-up can go nowhere else: not held back by rate limits.
             &Reservation::default(),
+            started,
         )
         .await;
         let error = match result {
@@ -736,6 +741,8 @@ async fn attempt(
     client_headers: &RawHeaders,
     stream: bool,
     reservation: &Reservation,
+    // When the attempt began (its whole-request timeout runs from there).
+    started: Instant,
 ) -> Result<Response<Body>, Failure> {
     let target = &router.targets[t];
     let d = &target.spec;
@@ -859,7 +866,8 @@ async fn attempt(
             let bytes = read_upstream(answer.body, limit).await?;
             Ok::<_, Failure>((answer.status, answer.headers, bytes))
         });
-        let (status, headers, bytes) = match within(timeout, exchange).await {
+        let deadline = tokio::time::Instant::from_std(started + timeout);
+        let (status, headers, bytes) = match within(deadline, exchange).await {
             Some(r) => r?,
             None => {
                 return Err(Failure::retryable(ApiError::timeout(format!(

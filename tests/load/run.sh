@@ -8,7 +8,8 @@
 # Modelgate data plane (`modelgate-operator local` on a one-deployment manifest pointing at
 # the same upstream), then measures with `loadgen`, in the same run:
 # - saturation (closed loop) at 1, 16 and 64 connections against the upstream directly,
-#   nginx and Modelgate: requests/s, p50, p99, and the CPU each request cost the server;
+#   nginx and Modelgate, in ROUNDS interleaved rounds: requests/s, p50, p99, and the CPU
+#   each request cost the server;
 # - a fixed rate (open loop, 2000 req/s over 64 connections) against all three;
 # - saturation at 64 connections with an 8 KiB prompt (the per-byte cost of the proxy);
 # - Modelgate's memory with a 10,000-deployment fleet loaded, both as `operator local`
@@ -28,7 +29,9 @@
 # Settings (environment): DURATION (s per measured run, 10), WARMUP (s before each, 1),
 # LEVELS ("1 16 64"), RATE (2000), RATE_CONNS (64), BIG_BODY_KB (8: one more saturation
 # run at 64 connections with a prompt that size; 0: none), DEPLOYMENTS (10000), PORT_BASE
-# (18080: six ports from it), LAYOUT (split|float), SKIP_BUILD=1, SKIP_RSS=1.
+# (18080: six ports from it), LAYOUT (split|float), ROUNDS (3: each saturation run is
+# repeated, the targets interleaved, and the report gives the medians and, at 64
+# connections, the ratio to nginx in each round), SKIP_BUILD=1, SKIP_RSS=1.
 # Output: the report on stdout; results.jsonl, report.md and every log in
 # <target dir>/load-bench/. Everything listens on 127.0.0.1; every process started here is
 # stopped on exit.
@@ -44,6 +47,7 @@ BIG_BODY_KB=${BIG_BODY_KB:-8}
 DEPLOYMENTS=${DEPLOYMENTS:-10000}
 PORT_BASE=${PORT_BASE:-18080}
 LAYOUT=${LAYOUT:-split}
+ROUNDS=${ROUNDS:-3}
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() {
@@ -306,10 +310,14 @@ declare -A url=(
 )
 targets=(direct nginx modelgate)
 
-step "saturation: ${DURATION}s per run after ${WARMUP}s of warm-up, connections: $LEVELS"
-for c in $LEVELS; do
-    for t in "${targets[@]}"; do
-        measure "$t" "${url[$t]}" "$c"
+step "saturation: ${DURATION}s per run after ${WARMUP}s of warm-up, connections: $LEVELS, $ROUNDS round(s)"
+# Rounds interleave the targets (direct, nginx, Modelgate, then again), so a slow spell
+# of the machine falls on all of them; the report takes each figure's median.
+for _ in $(seq "$ROUNDS"); do
+    for c in $LEVELS; do
+        for t in "${targets[@]}"; do
+            measure "$t" "${url[$t]}" "$c"
+        done
     done
 done
 
@@ -323,8 +331,10 @@ if [ "$BIG_BODY_KB" -gt 0 ]; then
     step "saturation with a ${BIG_BODY_KB} KiB prompt, 64 connections"
     filler=$(printf 'lorem ipsum dolor sit amet %.0s' $(seq 1 $((BIG_BODY_KB * 1024 / 27))))
     big_body="{\"model\":\"bench\",\"messages\":[{\"role\":\"system\",\"content\":\"You are a helpful assistant.\"},{\"role\":\"user\",\"content\":\"Summarise: $filler\"}],\"max_tokens\":256,\"temperature\":0.2}"
-    for t in "${targets[@]}"; do
-        measure "$t" "${url[$t]}" 64 "" "$big_body"
+    for _ in $(seq "$ROUNDS"); do
+        for t in "${targets[@]}"; do
+            measure "$t" "${url[$t]}" 64 "" "$big_body"
+        done
     done
 fi
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -402,7 +412,7 @@ if [ -n "$(git status --porcelain -- dataplane operator 2>/dev/null)" ]; then
 fi
 {
     echo "Load benchmark, $started_at, $(nproc) CPUs ($cpu_model), nginx $(nginx -v 2>&1 | sed 's|.*/||'), commit $commit"
-    echo "Layout: $LAYOUT$([ "$LAYOUT" = split ] && echo " (CPU 0: loadgen + fast-upstream; CPU 1: the proxy; nginx 1 worker, Modelgate 1 runtime thread)"); ${DURATION}s per run after ${WARMUP}s warm-up"
+    echo "Layout: $LAYOUT$([ "$LAYOUT" = split ] && echo " (CPU 0: loadgen + fast-upstream; CPU 1: the proxy; nginx 1 worker, Modelgate 1 runtime thread)"); ${DURATION}s per run after ${WARMUP}s warm-up; saturation runs: $ROUNDS interleaved round(s)"
     echo "Machine load: load average (1/5/15 min) $load_before before, $load_after after the latency runs; background CPU use (3 s, all CPUs, benchmark idle) ${busy_before}% before, ${busy_after}% after"
     "$bin/load-report" "$results"
 } | tee "$work/report.md"

@@ -194,7 +194,19 @@ pub(crate) fn encode_head(
             || method == Method::OPTIONS);
     if sends_body {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
+        // In decimal, without the formatting machinery (every request).
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        let mut n = body.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        out.extend_from_slice(&digits[i..]);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -218,6 +230,9 @@ pub(crate) struct Head {
     pub(crate) headers: RawHeaders,
     /// How the body is delimited.
     pub(crate) framing: Framing,
+    /// The body, when all of it came with the head (copied with it, in one piece; the
+    /// bytes stay in the read window until taken).
+    pub(crate) whole: Option<Bytes>,
     /// True when the connection may carry another request once the body is read.
     pub(crate) keep_alive: bool,
 }
@@ -327,7 +342,6 @@ pub(crate) fn parse_head(
         let (vs, ve) = at(h.value)?;
         fields.push((ns, ne, vs, ve));
     }
-    let headers = RawHeaders::new(Bytes::copy_from_slice(&buf[..len]), fields);
     let FramingHeaders {
         length,
         chunked,
@@ -364,12 +378,21 @@ pub(crate) fn parse_head(
             Framing::Close
         }
     };
+    // One copy of the head, and of the body when all of it came with the head.
+    let whole = match framing {
+        Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
+        _ => None,
+    };
+    let shared = Bytes::copy_from_slice(&buf[..len + whole.unwrap_or(0)]);
+    let whole = whole.map(|n| shared.slice(len..len + n));
+    let headers = RawHeaders::new(shared, fields);
     Ok(Some((
         Head {
             status,
             version,
             headers,
             framing,
+            whole,
             keep_alive,
         },
         len,
@@ -769,6 +792,23 @@ mod tests {
         assert_eq!(map["x-request-id"], "a");
         assert_eq!(h.framing, Framing::Length(12));
         assert!(h.keep_alive);
+        assert!(h.whole.is_none());
+
+        // A body that came whole is copied with its head, in one piece.
+        let text = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1";
+        let (h, len) = parse_head(text.as_bytes(), &Method::POST)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(&text[len..len + 2], "{}");
+        assert_eq!(h.whole.as_deref(), Some(&b"{}"[..]));
+        assert_eq!(h.headers.get("content-length"), Some(&b"2"[..]));
+        let (h, _) = parse_head(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n{}",
+            &Method::POST,
+        )
+        .expect("ok")
+        .expect("complete");
+        assert!(h.whole.is_none());
 
         let h = head(
             "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip, chunked\r\nconnection: keep-alive, Close\r\n\r\n",

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker, ready};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap};
 
 use crate::headers::RawHeaders;
@@ -102,6 +102,8 @@ pub(crate) struct Head {
     pub(crate) headers: RawHeaders,
     /// How the body is delimited (`Length(0)`: none).
     pub(crate) framing: Framing,
+    /// The body, when all of it came with the head (copied with it, in one piece).
+    pub(crate) whole: Option<Bytes>,
     /// The client allows another request on this connection.
     pub(crate) keep_alive: bool,
     /// `Expect: 100-continue`.
@@ -205,9 +207,9 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
     } else {
         Version::HTTP_11
     };
-    // One copy of the head; the target is a slice of it, the header fields ranges in it
-    // (httparse checked their names and values).
-    let shared = Bytes::copy_from_slice(&buf[..len]);
+    // One copy of the head (and of the body when it came whole with it); the target and
+    // the body are slices of it, the header fields ranges in it (httparse checked their
+    // names and values).
     let base = buf.as_ptr() as usize;
     let range = |part: &[u8]| {
         let start = (part.as_ptr() as usize).saturating_sub(base);
@@ -217,9 +219,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
             _ => None,
         }
     };
-    let target = parsed.path.unwrap_or("");
-    let uri = range(target.as_bytes())
-        .and_then(|(s, e)| Uri::from_maybe_shared(shared.slice(s as usize..e as usize)).ok())
+    let target = range(parsed.path.unwrap_or("").as_bytes())
         .ok_or(HeadError::Malformed("invalid request target"))?;
     let mut fields = Vec::with_capacity(parsed.headers.len());
     let mut framing = RequestFraming::default();
@@ -230,7 +230,6 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
         };
         fields.push((ns, ne, vs, ve));
     }
-    let headers = RawHeaders::new(shared, fields);
     let RequestFraming {
         length,
         chunked,
@@ -253,6 +252,15 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
         }
         (None, length) => Framing::Length(length.unwrap_or(0)),
     };
+    let whole = match body {
+        Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
+        _ => None,
+    };
+    let shared = Bytes::copy_from_slice(&buf[..len + whole.unwrap_or(0)]);
+    let uri = Uri::from_maybe_shared(shared.slice(target.0 as usize..target.1 as usize))
+        .map_err(|_| HeadError::Malformed("invalid request target"))?;
+    let whole = whole.map(|n| shared.slice(len..len + n));
+    let headers = RawHeaders::new(shared, fields);
     let keep_alive = if version == Version::HTTP_11 {
         !close
     } else {
@@ -265,6 +273,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
             version,
             headers,
             framing: body,
+            whole,
             keep_alive,
             expect_continue: expect_continue && version == Version::HTTP_11,
         },
@@ -419,6 +428,10 @@ struct Conn<IO> {
     out: Vec<Bytes>,
     /// Of `out[0]`, already written.
     written: usize,
+    /// Where answer heads and chunk-size lines are written; each is split off as the
+    /// `Bytes` written, and once those are gone the next reuses the same memory (no
+    /// allocation per answer).
+    heads: BytesMut,
     head_timer: LazyTimer,
     request_timer: LazyTimer,
 }
@@ -441,6 +454,7 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
         buf: ReadBuf::default(),
         out: Vec::with_capacity(4),
         written: 0,
+        heads: BytesMut::new(),
         head_timer: LazyTimer::new(),
         request_timer: LazyTimer::new(),
     };
@@ -477,16 +491,15 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
             version,
             headers,
             framing,
+            whole,
             keep_alive,
             expect_continue,
         } = head;
         // The body: whole from the bytes read (the common case), or streamed.
         let (body, mut pump) = match framing {
             Framing::Length(0) => (RequestBody::Full(None), None),
-            Framing::Length(n) if (conn.buf.filled().len() as u64) >= n => {
-                let n = n as usize;
-                let body = Bytes::copy_from_slice(&conn.buf.filled()[..n]);
-                conn.buf.consume(n);
+            _ if let Some(body) = whole => {
+                conn.buf.consume(body.len());
                 (RequestBody::Full(Some(body)), None)
             }
             framing => {
@@ -783,8 +796,15 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             None => Mode::Close,
         };
         let keep_alive = keep_alive && mode != Mode::Close;
-        let head = encode_head(status, &parts.headers, mode, version, keep_alive);
-        self.out.push(Bytes::from(head));
+        encode_head(
+            &mut self.heads,
+            status,
+            &parts.headers,
+            mode,
+            version,
+            keep_alive,
+        );
+        self.out.push(self.heads.split().freeze());
         if head_only || mode == Mode::None {
             drop(body);
             return poll_fn(|cx| self.poll_write_out(cx)).await.map_err(|_| ());
@@ -814,10 +834,9 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
                         }
                         gathered += data.len();
                         if mode == Mode::Chunked {
-                            let mut size = Vec::with_capacity(18);
-                            push_number(&mut size, data.len() as u64, 16);
-                            size.extend_from_slice(b"\r\n");
-                            self.out.push(Bytes::from(size));
+                            push_number(&mut self.heads, data.len() as u64, 16);
+                            self.heads.extend_from_slice(b"\r\n");
+                            self.out.push(self.heads.split().freeze());
                             self.out.push(data);
                             self.out.push(Bytes::from_static(b"\r\n"));
                         } else {
@@ -888,20 +907,20 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
 /// An answer's head: the status line, its headers but the framing ones (written from
 /// `mode`), `connection` as `keep_alive` says, and `date`.
 fn encode_head(
+    out: &mut BytesMut,
     status: StatusCode,
     headers: &HeaderMap,
     mode: Mode,
     version: Version,
     keep_alive: bool,
-) -> Vec<u8> {
-    let mut head = Vec::with_capacity(256 + headers.len() * 48);
-    let out = &mut head;
+) {
+    out.reserve(256 + headers.len() * 48);
     if status == StatusCode::OK {
         out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
     } else {
         out.extend_from_slice(b"HTTP/1.1 ");
         out.extend_from_slice(status.as_str().as_bytes());
-        out.push(b' ');
+        out.extend_from_slice(b" ");
         out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
         out.extend_from_slice(b"\r\n");
     }
@@ -936,7 +955,6 @@ fn encode_head(
     out.extend_from_slice(b"date: ");
     date::write(out);
     out.extend_from_slice(b"\r\n\r\n");
-    head
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -950,7 +968,7 @@ enum Mode {
 }
 
 /// Appends `n` in `radix` (10 or 16, lower-case), without the formatting machinery.
-fn push_number(out: &mut Vec<u8>, mut n: u64, radix: u64) {
+fn push_number(out: &mut BytesMut, mut n: u64, radix: u64) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut buf = [0u8; 20];
     let mut i = buf.len();
@@ -974,7 +992,7 @@ mod date {
         static CACHED: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
     }
 
-    pub(super) fn write(out: &mut Vec<u8>) {
+    pub(super) fn write(out: &mut bytes::BytesMut) {
         let now = SystemTime::now();
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         CACHED.with(|c| {
@@ -1007,6 +1025,26 @@ mod tests {
             }
             other => panic!("{text:?}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_body_that_came_whole_is_taken_with_the_head_and_only_then() {
+        let text = "POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhello, and the next request";
+        let (h, len) = parse(text).expect("ok").expect("complete");
+        assert_eq!(&text[len..len + 5], "hello");
+        assert_eq!(h.whole.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(h.headers.get("content-length"), Some(&b"5"[..]));
+        // Not all of it yet, or none at all: nothing taken.
+        let (h, _) = parse("POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\nhel")
+            .expect("ok")
+            .expect("complete");
+        assert!(h.whole.is_none());
+        assert!(head("GET / HTTP/1.1\r\n\r\n").whole.is_none());
+        let (h, _) =
+            parse("POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+                .expect("ok")
+                .expect("complete");
+        assert!(h.whole.is_none());
     }
 
     #[test]
@@ -1114,11 +1152,11 @@ mod tests {
     #[test]
     fn numbers_are_written_in_decimal_and_hex() {
         for n in [0u64, 7, 10, 255, 272, 65_536, u64::MAX] {
-            let (mut dec, mut hex) = (Vec::new(), Vec::new());
+            let (mut dec, mut hex) = (BytesMut::new(), BytesMut::new());
             push_number(&mut dec, n, 10);
             push_number(&mut hex, n, 16);
-            assert_eq!(dec, n.to_string().as_bytes());
-            assert_eq!(hex, format!("{n:x}").as_bytes());
+            assert_eq!(&dec[..], n.to_string().as_bytes());
+            assert_eq!(&hex[..], format!("{n:x}").as_bytes());
         }
     }
 
@@ -1170,6 +1208,7 @@ mod tests {
                     Bytes::from_static(b"fghij"),
                 ],
                 written: 0,
+                heads: BytesMut::new(),
                 head_timer: LazyTimer::new(),
                 request_timer: LazyTimer::new(),
             };

@@ -1,6 +1,7 @@
 //! `load-report`: turns the load benchmark's JSON lines (one `loadgen` result per line,
 //! labelled `direct`, `modelgate` or `nginx`, plus `{"kind": "rss", ...}` lines) into the
-//! Markdown tables of BENCHMARKS.md: requests/s, p50 and p99 per target and concurrency,
+//! Markdown tables of BENCHMARKS.md: requests/s, p50 and p99 per target and concurrency
+//! (the median over the rounds when a run was repeated),
 //! the ratios and the added latency against the upstream called directly and against nginx,
 //! and the targets checked at 64 connections.
 //!
@@ -107,13 +108,59 @@ struct Kind<'a> {
     body_bytes: u64,
 }
 
-fn find<'a>(runs: &'a [Run], label: &str, kind: Kind<'_>, connections: u64) -> Option<&'a Run> {
-    runs.iter().find(|r| {
-        r.label == label
-            && r.mode == kind.mode
-            && r.body_bytes == kind.body_bytes
-            && r.connections == connections
+/// Every run of `label` at `connections` of `kind`, in the order they ran (one per round).
+fn rounds<'a>(runs: &'a [Run], label: &str, kind: Kind<'_>, connections: u64) -> Vec<&'a Run> {
+    runs.iter()
+        .filter(|r| {
+            r.label == label
+                && r.mode == kind.mode
+                && r.body_bytes == kind.body_bytes
+                && r.connections == connections
+        })
+        .collect()
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+fn median(mut values: Vec<f64>) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// The runs of `label` at `connections` of `kind` as one: each figure the median over the
+/// rounds (the rounds interleave the targets, so slow spells of the machine fall on all
+/// of them), errors summed.
+fn find(runs: &[Run], label: &str, kind: Kind<'_>, connections: u64) -> Option<Run> {
+    let all = rounds(runs, label, kind, connections);
+    let first = *all.first()?;
+    let med = |f: fn(&Run) -> Option<f64>| median(all.iter().filter_map(|r| f(r)).collect());
+    Some(Run {
+        rps: med(|r| Some(r.rps)).unwrap_or(first.rps),
+        p50: med(|r| Some(r.p50)).unwrap_or(first.p50),
+        p99: med(|r| Some(r.p99)).unwrap_or(first.p99),
+        errors: all.iter().map(|r| r.errors).sum(),
+        lag_p99: med(|r| r.lag_p99),
+        cpu_per_req: med(|r| r.cpu_per_req),
+        busy: med(|r| r.busy),
+        other: med(|r| r.other),
+        ..first.clone()
     })
+}
+
+/// Modelgate's throughput against nginx's in each round (paired in the order they ran).
+fn round_ratios(runs: &[Run], kind: Kind<'_>, connections: u64) -> Vec<f64> {
+    let nginx = rounds(runs, NGINX, kind, connections);
+    let modelgate = rounds(runs, MODELGATE, kind, connections);
+    nginx
+        .iter()
+        .zip(&modelgate)
+        .filter(|(n, _)| n.rps > 0.0)
+        .map(|(n, m)| m.rps / n.rps)
+        .collect()
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -149,10 +196,21 @@ fn report(runs: &[Run], rss: &[Value]) -> String {
         } else {
             "Saturation (closed loop)"
         };
+        let most = runs
+            .iter()
+            .filter(|r| r.mode == kind.mode && r.body_bytes == kind.body_bytes)
+            .map(|r| rounds(runs, &r.label, kind, r.connections).len())
+            .max()
+            .unwrap_or(1);
         let _ = writeln!(
             out,
-            "\n### {title}, {}-byte request body\n",
-            kind.body_bytes
+            "\n### {title}, {}-byte request body{}\n",
+            kind.body_bytes,
+            if most > 1 {
+                format!(" (medians of {most} interleaved rounds)")
+            } else {
+                String::new()
+            }
         );
         let _ = writeln!(
             out,
@@ -171,7 +229,9 @@ fn report(runs: &[Run], rss: &[Value]) -> String {
             .collect();
         for &c in &levels {
             let direct = find(runs, DIRECT, kind, c);
+            let direct = direct.as_ref();
             let nginx = find(runs, NGINX, kind, c);
+            let nginx = nginx.as_ref();
             for label in [DIRECT, NGINX, MODELGATE] {
                 let Some(r) = find(runs, label, kind, c) else {
                     continue;
@@ -254,12 +314,19 @@ fn report(runs: &[Run], rss: &[Value]) -> String {
         find(runs, MODELGATE, closed, 64),
     ) {
         (Some(d), Some(n), Some(m)) => {
+            let per_round = round_ratios(runs, closed, 64);
             let _ = writeln!(
                 out,
-                "- throughput ≥ nginx: {:.0} vs {:.0} req/s ({}) — {}",
+                "- throughput ≥ nginx: {:.0} vs {:.0} req/s ({}{}) — {}",
                 m.rps,
                 n.rps,
                 ratio(m.rps, n.rps),
+                if per_round.len() > 1 {
+                    let each: Vec<String> = per_round.iter().map(|r| format!("{r:.2}×")).collect();
+                    format!("; per round: {}", each.join(", "))
+                } else {
+                    String::new()
+                },
                 check(m.rps >= n.rps)
             );
             let _ = writeln!(
@@ -318,4 +385,58 @@ fn report(runs: &[Run], rss: &[Value]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(label: &str, rps: f64, p50: f64, errors: u64) -> Run {
+        Run {
+            label: label.to_owned(),
+            mode: "closed".to_owned(),
+            connections: 64,
+            rate: None,
+            body_bytes: 81,
+            rps,
+            p50,
+            p99: p50 * 2.0,
+            errors,
+            lag_p99: None,
+            cpu_per_req: Some(rps / 1000.0),
+            busy: None,
+            other: None,
+        }
+    }
+
+    #[test]
+    fn rounds_are_merged_into_medians_and_paired_for_the_ratios() {
+        let runs = vec![
+            run(DIRECT, 130.0, 5.0, 0),
+            run(NGINX, 100.0, 10.0, 0),
+            run(MODELGATE, 99.0, 9.0, 1),
+            run(NGINX, 90.0, 30.0, 0),
+            run(MODELGATE, 95.0, 8.0, 0),
+            run(NGINX, 110.0, 20.0, 0),
+            run(MODELGATE, 120.0, 7.0, 2),
+        ];
+        let kind = Kind {
+            mode: "closed",
+            body_bytes: 81,
+        };
+        let n = find(&runs, NGINX, kind, 64).expect("nginx");
+        assert_eq!((n.rps, n.p50, n.p99), (100.0, 20.0, 40.0));
+        let m = find(&runs, MODELGATE, kind, 64).expect("modelgate");
+        assert_eq!((m.rps, m.p50, m.errors), (99.0, 8.0, 3));
+        assert_eq!(m.cpu_per_req, Some(0.099));
+        let ratios = round_ratios(&runs, kind, 64);
+        assert_eq!(ratios.len(), 3);
+        assert!((ratios[1] - 95.0 / 90.0).abs() < 1e-9);
+        assert_eq!(find(&runs, DIRECT, kind, 64).map(|d| d.rps), Some(130.0));
+        assert!(find(&runs, DIRECT, kind, 16).is_none());
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        let text = report(&runs, &[]);
+        assert!(text.contains("medians of 3 interleaved rounds"), "{text}");
+        assert!(text.contains("per round: 0.99×, 1.06×, 1.09×"), "{text}");
+    }
 }
