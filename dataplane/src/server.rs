@@ -137,14 +137,8 @@ impl From<Request<RequestBody>> for ApiRequest {
 pub(crate) trait FromWire: Send + 'static {
     /// From a request hyper parsed.
     fn from_hyper(req: Request<RequestBody>) -> Self;
-    /// From the parts [`h1`] parsed.
-    fn from_h1(
-        method: Method,
-        uri: Uri,
-        version: Version,
-        headers: RawHeaders,
-        body: RequestBody,
-    ) -> Self;
+    /// From a request [`h1`] parsed.
+    fn from_h1(req: ApiRequest) -> Self;
 }
 
 impl FromWire for Request<RequestBody> {
@@ -152,19 +146,13 @@ impl FromWire for Request<RequestBody> {
         req
     }
 
-    fn from_h1(
-        method: Method,
-        uri: Uri,
-        version: Version,
-        headers: RawHeaders,
-        body: RequestBody,
-    ) -> Self {
-        let mut req = Request::new(body);
-        *req.method_mut() = method;
-        *req.uri_mut() = uri;
-        *req.version_mut() = version;
-        *req.headers_mut() = headers.to_map();
-        req
+    fn from_h1(req: ApiRequest) -> Self {
+        let mut out = Request::new(req.body);
+        *out.method_mut() = req.method;
+        *out.uri_mut() = req.uri;
+        *out.version_mut() = req.version;
+        *out.headers_mut() = req.headers.to_map();
+        out
     }
 }
 
@@ -173,20 +161,8 @@ impl FromWire for ApiRequest {
         ApiRequest::from(req)
     }
 
-    fn from_h1(
-        method: Method,
-        uri: Uri,
-        version: Version,
-        headers: RawHeaders,
-        body: RequestBody,
-    ) -> Self {
-        ApiRequest {
-            method,
-            uri,
-            version,
-            headers,
-            body,
-        }
+    fn from_h1(req: ApiRequest) -> Self {
+        req
     }
 }
 

@@ -508,7 +508,13 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
             }
         };
         let head_only = method == Method::HEAD;
-        let req = R::from_h1(method, uri, version, headers, body);
+        let req = R::from_h1(super::ApiRequest {
+            method,
+            uri,
+            version,
+            headers,
+            body,
+        });
         // Boxed once: the handler's state machine is large. The request is timed from its
         // head's last read.
         let mut answer = Box::pin(handler(req));
