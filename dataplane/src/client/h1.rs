@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -142,6 +142,46 @@ impl ReadBuf {
     }
 }
 
+/// Where `part`, a piece of the head httparse parsed from the first `len` bytes of `buf`,
+/// lies in it: its start and end offsets (`None` outside the head).
+pub(crate) fn offsets(buf: &[u8], len: usize, part: &[u8]) -> Option<(u32, u32)> {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    let end = start + part.len();
+    match (u32::try_from(start), u32::try_from(end)) {
+        (Ok(s), Ok(e)) if end <= len => Some((s, e)),
+        _ => None,
+    }
+}
+
+/// One copy of a parsed head (the first `len` bytes of `buf`), and of the body after it
+/// when `framing` gives its length and all of it is in `buf`: the copy, and that body as a
+/// slice of it.
+pub(crate) fn copy_head(buf: &[u8], len: usize, framing: &Framing) -> (Bytes, Option<Bytes>) {
+    let whole = match *framing {
+        Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
+        _ => None,
+    };
+    let shared = Bytes::copy_from_slice(&buf[..len + whole.unwrap_or(0)]);
+    let whole = whole.map(|n| shared.slice(len..len + n));
+    (shared, whole)
+}
+
+/// Appends `n` in `radix` (10 or 16, lower-case), without the formatting machinery.
+pub(crate) fn push_number(out: &mut impl BufMut, mut n: u64, radix: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(n % radix) as usize];
+        n /= radix;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&buf[i..]);
+}
+
 // ---------------------------------------------------------------------------------------
 // The request head.
 
@@ -194,19 +234,7 @@ pub(crate) fn encode_head(
             || method == Method::OPTIONS);
     if sends_body {
         out.extend_from_slice(b"content-length: ");
-        // In decimal, without the formatting machinery (every request).
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut n = body.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&digits[i..]);
+        push_number(&mut out, body.len() as u64, 10);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
@@ -325,15 +353,7 @@ pub(crate) fn parse_head(
         Version::HTTP_11
     };
     // One copy of the head; the fields are ranges of it.
-    let base = buf.as_ptr() as usize;
-    let at = |part: &[u8]| {
-        let start = (part.as_ptr() as usize).saturating_sub(base);
-        let end = start + part.len();
-        match (u32::try_from(start), u32::try_from(end)) {
-            (Ok(s), Ok(e)) if end <= len => Ok((s, e)),
-            _ => Err(ExchangeError::Header("value")),
-        }
-    };
+    let at = |part: &[u8]| offsets(buf, len, part).ok_or(ExchangeError::Header("value"));
     let mut fields = Vec::with_capacity(parsed.headers.len());
     let mut framing_headers = FramingHeaders::default();
     for h in parsed.headers.iter() {
@@ -379,12 +399,7 @@ pub(crate) fn parse_head(
         }
     };
     // One copy of the head, and of the body when all of it came with the head.
-    let whole = match framing {
-        Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
-        _ => None,
-    };
-    let shared = Bytes::copy_from_slice(&buf[..len + whole.unwrap_or(0)]);
-    let whole = whole.map(|n| shared.slice(len..len + n));
+    let (shared, whole) = copy_head(buf, len, &framing);
     let headers = RawHeaders::new(shared, fields);
     Ok(Some((
         Head {

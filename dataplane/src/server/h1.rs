@@ -45,7 +45,9 @@ use tokio::time::{Instant, Sleep};
 
 use super::{IdleIo, Limits};
 use crate::body::{Body, BoxError, RequestBody};
-use crate::client::h1::{Framing, ReadBuf, Step, items, parse_length};
+use crate::client::h1::{
+    Framing, ReadBuf, Step, copy_head, items, offsets, parse_length, push_number,
+};
 use crate::errors::ApiError;
 
 /// Header slots parsed on the stack; a `max_headers` above this takes a heap array.
@@ -210,15 +212,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
     // One copy of the head (and of the body when it came whole with it); the target and
     // the body are slices of it, the header fields ranges in it (httparse checked their
     // names and values).
-    let base = buf.as_ptr() as usize;
-    let range = |part: &[u8]| {
-        let start = (part.as_ptr() as usize).saturating_sub(base);
-        let end = start + part.len();
-        match (u32::try_from(start), u32::try_from(end)) {
-            (Ok(s), Ok(e)) if end <= len => Some((s, e)),
-            _ => None,
-        }
-    };
+    let range = |part: &[u8]| offsets(buf, len, part);
     let target = range(parsed.path.unwrap_or("").as_bytes())
         .ok_or(HeadError::Malformed("invalid request target"))?;
     let mut fields = Vec::with_capacity(parsed.headers.len());
@@ -252,14 +246,9 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
         }
         (None, length) => Framing::Length(length.unwrap_or(0)),
     };
-    let whole = match body {
-        Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
-        _ => None,
-    };
-    let shared = Bytes::copy_from_slice(&buf[..len + whole.unwrap_or(0)]);
+    let (shared, whole) = copy_head(buf, len, &body);
     let uri = Uri::from_maybe_shared(shared.slice(target.0 as usize..target.1 as usize))
         .map_err(|_| HeadError::Malformed("invalid request target"))?;
-    let whole = whole.map(|n| shared.slice(len..len + n));
     let headers = RawHeaders::new(shared, fields);
     let keep_alive = if version == Version::HTTP_11 {
         !close
@@ -971,22 +960,6 @@ enum Mode {
     Chunked,
     /// Until the connection closes (HTTP/1.0 without a known length).
     Close,
-}
-
-/// Appends `n` in `radix` (10 or 16, lower-case), without the formatting machinery.
-fn push_number(out: &mut BytesMut, mut n: u64, radix: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = DIGITS[(n % radix) as usize];
-        n /= radix;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&buf[i..]);
 }
 
 /// The `Date` header's value, made once a second per thread.
