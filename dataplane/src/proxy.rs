@@ -768,10 +768,7 @@ async fn attempt(
             // Rewrite `model` (wildcards, `upstream.model`): the one case that builds a tree.
             let mut rewritten: Value = serde_json::from_slice(body).unwrap_or_default();
             if let Some(object) = rewritten.as_object_mut() {
-                object.insert(
-                    "model".to_owned(),
-                    Value::String(upstream.clone().into_owned()),
-                );
+                object.insert("model".to_owned(), Value::String(upstream.to_string()));
             }
             Bytes::from(serde_json::to_vec(&rewritten).unwrap_or_default())
         };

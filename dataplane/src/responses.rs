@@ -25,14 +25,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
-
-use crate::headers::RawHeaders;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 
 use crate::body::{Body, full};
 use crate::client::HttpClient;
 use crate::errors::ApiError;
+use crate::headers::RawHeaders;
 use crate::providers::{Provider, StreamTranslator, percent_encode};
 use crate::router::Router;
 use crate::sse;
@@ -430,11 +429,7 @@ pub async fn by_id(
             headers.insert(name, value);
         }
     }
-    for name in ["traceparent", "tracestate"] {
-        if let Some(v) = client_headers.value(name) {
-            headers.insert(name, v);
-        }
-    }
+    crate::providers::trace_headers(client_headers, &mut headers);
     let timeout = Duration::from_millis(d.timeouts.request_ms);
     let cooldown = &router.settings().cooldown;
     let mut attempts = 0u32;

@@ -735,7 +735,7 @@ async fn public_inner(app: &App, req: ApiRequest, outcome: &mut Outcome) -> Resp
             && let Some(len) = headers
                 .get("content-length")
                 .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
+                .and_then(|v| v.parse::<u64>().ok())
             && len > limit
         {
             return ApiError::too_large(limit).into_response_as(dialect);

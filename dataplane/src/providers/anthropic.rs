@@ -21,13 +21,12 @@ pub mod wire;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request};
-
-use crate::headers::RawHeaders;
 use http_body_util::Full;
 use modelgate_dataplane_api::Deployment;
 
 use super::bad_url;
 use crate::errors::ApiError;
+use crate::headers::RawHeaders;
 
 pub use anthropic_openai::AnthropicToOpenAi;
 pub use native::Native;

@@ -52,12 +52,11 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
-
-use crate::headers::RawHeaders;
 use http_body_util::Full;
 use modelgate_dataplane_api::{Deployment, RoutingTable};
 
 use crate::errors::{ApiError, Dialect};
+use crate::headers::RawHeaders;
 
 /// The OpenAI API endpoints the data plane serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -256,7 +255,7 @@ fn deployment_headers(d: &Deployment) -> HeaderMap {
 }
 
 /// W3C trace context passes through to the upstream.
-fn trace_headers(client_headers: &RawHeaders, headers: &mut HeaderMap) {
+pub(crate) fn trace_headers(client_headers: &RawHeaders, headers: &mut HeaderMap) {
     // Names made once: a `&str` name is parsed on every insert.
     const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
     const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");

@@ -35,8 +35,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap};
-
-use crate::headers::RawHeaders;
 use http::{Method, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -49,6 +47,7 @@ use crate::client::h1::{
     Framing, ReadBuf, Step, copy_head, items, offsets, parse_length, push_number,
 };
 use crate::errors::ApiError;
+use crate::headers::RawHeaders;
 
 /// Header slots parsed on the stack; a `max_headers` above this takes a heap array.
 const STACK_HEADERS: usize = 128;
