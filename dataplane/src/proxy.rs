@@ -24,7 +24,6 @@
 //! cooldown: another deployment of the group may take it; when none can, the client
 //! gets that 400.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +32,7 @@ use futures_util::StreamExt;
 use http::{HeaderMap, HeaderValue, Response, header};
 use http_body_util::{BodyExt, StreamBody};
 use serde_json::Value;
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use crate::body::{Body, BoxError, full};
@@ -300,11 +300,15 @@ impl Failure {
 
 /// The groups to try, in order, for a request of `model`, each with the model name to
 /// ask it for (borrowed from the router or from `model`).
-pub(crate) fn plan<'a>(
-    router: &'a Router,
-    model: &'a str,
-) -> Result<VecDeque<(usize, &'a str)>, ApiError> {
-    let mut steps = VecDeque::new();
+/// The groups a request may be served by, in the order they are tried, each with the
+/// model asked of it. Inline: a plan rarely has more than a few (no allocation).
+pub(crate) type Steps<'a> = SmallVec<[(usize, &'a str); 4]>;
+
+/// Deployments, by index: those a request tried, or that could not take it.
+type Tried = SmallVec<[usize; 4]>;
+
+pub(crate) fn plan<'a>(router: &'a Router, model: &'a str) -> Result<Steps<'a>, ApiError> {
+    let mut steps = Steps::new();
     match router.route(model) {
         None => return Err(ApiError::model_not_found(model)),
         Some(route) => expand(router, route, &mut steps, 0),
@@ -314,7 +318,7 @@ pub(crate) fn plan<'a>(
             expand(router, route, &mut steps, 0);
         }
     }
-    if let Some(&(g, _)) = steps.front() {
+    if let Some(&(g, _)) = steps.first() {
         let name = router.groups[g].name.as_str();
         if name != model {
             for f in router.settings().fallbacks.get(name).into_iter().flatten() {
@@ -329,15 +333,10 @@ pub(crate) fn plan<'a>(
 
 /// Appends the groups a route leads to (an alias: its picked target, its other targets by
 /// share, its fallbacks), skipping groups already planned.
-pub(crate) fn expand<'a>(
-    router: &'a Router,
-    route: Route<'a>,
-    steps: &mut VecDeque<(usize, &'a str)>,
-    depth: u8,
-) {
-    let push = |steps: &mut VecDeque<(usize, &'a str)>, g: usize, m: &'a str| {
+pub(crate) fn expand<'a>(router: &'a Router, route: Route<'a>, steps: &mut Steps<'a>, depth: u8) {
+    let push = |steps: &mut Steps<'a>, g: usize, m: &'a str| {
         if !steps.iter().any(|(x, _)| *x == g) {
-            steps.push_back((g, m));
+            steps.push((g, m));
         }
     };
     match route {
@@ -436,15 +435,17 @@ pub async fn serve(
     let mut attempts = 0u32;
     let mut last: Option<ApiError> = None;
     let mut last_from: Option<HeaderValue> = None;
-    let mut planned: Vec<usize> = steps.iter().map(|(g, _)| *g).collect();
+    let mut planned: Tried = steps.iter().map(|(g, _)| *g).collect();
     let mut context_fallbacks_used = false;
     // Tokens estimated for rate limits, computed once when a deployment has a tpm limit.
     let mut estimate: Option<u64> = None;
     // The earliest a deployment that refused a reservation may be tried again.
     let mut limited_for: Option<Duration> = None;
-    while let Some((g, group_model)) = steps.pop_front() {
-        let mut tried: Vec<usize> = Vec::new();
-        let mut unfit: Vec<usize> = Vec::new();
+    let mut next_step = 0;
+    while let Some(&(g, group_model)) = steps.get(next_step) {
+        next_step += 1;
+        let mut tried = Tried::new();
+        let mut unfit = Tried::new();
         let mut retries = None;
         loop {
             let now = Instant::now();
@@ -543,7 +544,7 @@ pub async fn serve(
                 Err(f) if f.error.is_context_window() && !context_fallbacks_used => {
                     context_fallbacks_used = true;
                     let names = [model, router.groups[g].name.as_str()];
-                    let mut next = VecDeque::new();
+                    let mut next = Steps::new();
                     for name in names {
                         for cf in settings
                             .context_window_fallbacks
@@ -561,6 +562,7 @@ pub async fn serve(
                     }
                     planned.extend(next.iter().map(|(g, _)| *g));
                     steps = next;
+                    next_step = 0;
                     last = Some(f.error);
                     last_from = Some(target.id_header.clone());
                     break;

@@ -162,11 +162,11 @@ pub fn pin(router: &Router, body: &Bytes, model: &str) -> Result<Option<Pinned>,
 /// plan, then the context-window fallbacks of `model` and of every planned group); a 400
 /// naming the model and the deployment when none reaches it.
 fn reaching(router: &Router, t: usize, model: &str, id: &str) -> Result<String, ApiError> {
-    let mut steps: Vec<(usize, &str)> = crate::proxy::plan(router, model)?.into();
+    let mut steps = crate::proxy::plan(router, model)?;
     let settings = router.settings();
     let mut names = vec![model];
     names.extend(steps.iter().map(|(g, _)| router.groups[*g].name.as_str()));
-    let mut more = std::collections::VecDeque::new();
+    let mut more = crate::proxy::Steps::new();
     for name in names {
         for f in settings
             .context_window_fallbacks

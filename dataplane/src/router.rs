@@ -461,7 +461,8 @@ impl Router {
                     .iter()
                     .take_while(|i| self.targets[**i].spec.order == order)
                     .count();
-                let tier: Vec<usize> = group.members[start..start + len]
+                // Inline: a tier rarely has many deployments (no allocation).
+                let tier: smallvec::SmallVec<[usize; 8]> = group.members[start..start + len]
                     .iter()
                     .copied()
                     .filter(|i| eligible(i, allow_tried))

@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker, ready};
 
-use bytes::{BufMut, Bytes};
+use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -33,6 +33,9 @@ const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
 /// Bodies up to this size are copied behind the head and written in one call.
 const COALESCE: usize = 64 * 1024;
+/// A connection's buffer for head copies is kept for the next head up to this size; a
+/// larger one is let go once used.
+const KEEP_HEADS: usize = 64 * 1024;
 
 /// Why an exchange on a connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -155,13 +158,27 @@ pub(crate) fn offsets(buf: &[u8], len: usize, part: &[u8]) -> Option<(u32, u32)>
 
 /// One copy of a parsed head (the first `len` bytes of `buf`), and of the body after it
 /// when `framing` gives its length and all of it is in `buf`: the copy, and that body as a
-/// slice of it.
-pub(crate) fn copy_head(buf: &[u8], len: usize, framing: &Framing) -> (Bytes, Option<Bytes>) {
+/// slice of it. The copy is made in `heads`, the connection's buffer for them: once the
+/// previous head's pieces are dropped, the next one reuses its memory (no allocation per
+/// head).
+pub(crate) fn copy_head(
+    buf: &[u8],
+    len: usize,
+    framing: &Framing,
+    heads: &mut BytesMut,
+) -> (Bytes, Option<Bytes>) {
     let whole = match *framing {
         Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
         _ => None,
     };
-    let shared = Bytes::copy_from_slice(&buf[..len + whole.unwrap_or(0)]);
+    let n = len + whole.unwrap_or(0);
+    heads.reserve(n);
+    if heads.capacity() > KEEP_HEADS && n <= KEEP_HEADS {
+        // A large head's memory is not kept for the small ones after it.
+        *heads = BytesMut::with_capacity(n);
+    }
+    heads.extend_from_slice(&buf[..n]);
+    let shared = heads.split().freeze();
     let whole = whole.map(|n| shared.slice(len..len + n));
     (shared, whole)
 }
@@ -326,6 +343,7 @@ pub(crate) fn parse_length(part: &[u8]) -> Result<u64, ExchangeError> {
 pub(crate) fn parse_head(
     buf: &[u8],
     method: &Method,
+    heads: &mut BytesMut,
 ) -> Result<Option<(Head, usize)>, ExchangeError> {
     let mut slots: [MaybeUninit<httparse::Header<'_>>; MAX_HEADERS] =
         [const { MaybeUninit::uninit() }; MAX_HEADERS];
@@ -399,7 +417,7 @@ pub(crate) fn parse_head(
         }
     };
     // One copy of the head, and of the body when all of it came with the head.
-    let (shared, whole) = copy_head(buf, len, &framing);
+    let (shared, whole) = copy_head(buf, len, &framing, heads);
     let headers = RawHeaders::new(shared, fields);
     Ok(Some((
         Head {
@@ -601,6 +619,8 @@ impl Framing {
 pub(crate) struct Conn<T> {
     pub(crate) io: T,
     pub(crate) buf: ReadBuf,
+    /// Where answer heads are copied (see [`copy_head`]).
+    heads: BytesMut,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
@@ -609,6 +629,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
         Conn {
             io,
             buf: ReadBuf::default(),
+            heads: BytesMut::new(),
         }
     }
 
@@ -655,7 +676,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
     ) -> Poll<Result<Head, ExchangeError>> {
         loop {
             if !self.buf.is_empty()
-                && let Some((head, len)) = parse_head(self.buf.filled(), method)?
+                && let Some((head, len)) = parse_head(self.buf.filled(), method, &mut self.heads)?
             {
                 self.buf.consume(len);
                 if head.status.is_informational() {
@@ -711,7 +732,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Head {
-        match parse_head(text.as_bytes(), &Method::POST) {
+        match parse_head(text.as_bytes(), &Method::POST, &mut BytesMut::new()) {
             Ok(Some((h, len))) => {
                 assert_eq!(len, text.find("\r\n\r\n").map_or(0, |i| i + 4));
                 h
@@ -811,7 +832,7 @@ mod tests {
 
         // A body that came whole is copied with its head, in one piece.
         let text = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}HTTP/1.1";
-        let (h, len) = parse_head(text.as_bytes(), &Method::POST)
+        let (h, len) = parse_head(text.as_bytes(), &Method::POST, &mut BytesMut::new())
             .expect("ok")
             .expect("complete");
         assert_eq!(&text[len..len + 2], "{}");
@@ -820,6 +841,7 @@ mod tests {
         let (h, _) = parse_head(
             b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n{}",
             &Method::POST,
+            &mut BytesMut::new(),
         )
         .expect("ok")
         .expect("complete");
@@ -855,6 +877,42 @@ mod tests {
     }
 
     #[test]
+    fn head_copies_reuse_the_connections_buffer_once_let_go() {
+        fn copy(text: &[u8], heads: &mut BytesMut) -> Head {
+            let (h, _) = parse_head(text, &Method::POST, heads)
+                .expect("ok")
+                .expect("complete");
+            h
+        }
+        let text = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+        let length = |h: &Head| h.headers.get("content-length").map(<[u8]>::as_ptr);
+        let mut heads = BytesMut::new();
+        let first = copy(text, &mut heads);
+        let at = length(&first);
+        drop(first);
+        // Let go: the next head is copied into the same memory.
+        let second = copy(text, &mut heads);
+        assert_eq!(length(&second), at);
+        // Still held: the next goes elsewhere, and the one held is unchanged.
+        let third = copy(text, &mut heads);
+        assert_ne!(length(&third), at);
+        for h in [&second, &third] {
+            assert_eq!(h.whole.as_deref(), Some(&b"{}"[..]));
+            assert_eq!(h.headers.get("content-length"), Some(&b"2"[..]));
+        }
+        drop((second, third));
+        // A head larger than what is kept is not kept for the next.
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(KEEP_HEADS)
+        );
+        drop(copy(big.as_bytes(), &mut heads));
+        drop(copy(text, &mut heads));
+        // What is left of the memory after the small head: not the large one's.
+        assert!(heads.capacity() < KEEP_HEADS);
+    }
+
+    #[test]
     fn broken_answer_heads_are_errors_and_partial_ones_wait() {
         for bad in [
             "HTTP/1.1 200 OK\r\ncontent-length: 4\r\ncontent-length: 5\r\n\r\n",
@@ -866,12 +924,16 @@ mod tests {
             "HTTP/1.1 99 Low\r\n\r\n",
         ] {
             assert!(
-                parse_head(bad.as_bytes(), &Method::POST).is_err(),
+                parse_head(bad.as_bytes(), &Method::POST, &mut BytesMut::new()).is_err(),
                 "{bad:?}"
             );
         }
         assert!(matches!(
-            parse_head(b"HTTP/1.1 200 OK\r\ncontent-le", &Method::POST),
+            parse_head(
+                b"HTTP/1.1 200 OK\r\ncontent-le",
+                &Method::POST,
+                &mut BytesMut::new()
+            ),
             Ok(None)
         ));
         let mut huge = b"HTTP/1.1 200 OK\r\n".to_vec();
@@ -879,7 +941,7 @@ mod tests {
             huge.extend_from_slice(b"x-filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
         }
         assert!(matches!(
-            parse_head(&huge, &Method::POST),
+            parse_head(&huge, &Method::POST, &mut BytesMut::new()),
             Err(ExchangeError::HeadTooLarge | ExchangeError::Header(_))
         ));
         let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
@@ -888,7 +950,7 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert!(matches!(
-            parse_head(&many, &Method::POST),
+            parse_head(&many, &Method::POST, &mut BytesMut::new()),
             Err(ExchangeError::Header("too many"))
         ));
     }

@@ -160,7 +160,11 @@ impl RequestFraming {
 
 /// Parses a request head at the start of `buf`: `Ok(None)` when it is not complete yet,
 /// else the head and its length.
-pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, HeadError> {
+pub(crate) fn parse_head(
+    buf: &[u8],
+    limits: &Limits,
+    heads: &mut BytesMut,
+) -> Result<Option<(Head, usize)>, HeadError> {
     let mut stack: [MaybeUninit<httparse::Header<'_>>; STACK_HEADERS] =
         [const { MaybeUninit::uninit() }; STACK_HEADERS];
     let mut heap;
@@ -245,7 +249,7 @@ pub(crate) fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, us
         }
         (None, length) => Framing::Length(length.unwrap_or(0)),
     };
-    let (shared, whole) = copy_head(buf, len, &body);
+    let (shared, whole) = copy_head(buf, len, &body, heads);
     let uri = Uri::from_maybe_shared(shared.slice(target.0 as usize..target.1 as usize))
         .map_err(|_| HeadError::Malformed("invalid request target"))?;
     let headers = RawHeaders::new(shared, fields);
@@ -420,6 +424,8 @@ struct Conn<IO> {
     /// `Bytes` written, and once those are gone the next reuses the same memory (no
     /// allocation per answer).
     heads: BytesMut,
+    /// Where request heads are copied (see [`copy_head`]).
+    request_heads: BytesMut,
     head_timer: LazyTimer,
     request_timer: LazyTimer,
 }
@@ -443,6 +449,7 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
         out: Vec::with_capacity(4),
         written: 0,
         heads: BytesMut::new(),
+        request_heads: BytesMut::new(),
         head_timer: LazyTimer::new(),
         request_timer: LazyTimer::new(),
     };
@@ -578,7 +585,8 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     ) -> Poll<Result<Option<(Head, usize)>, HeadError>> {
         loop {
             if !self.buf.is_empty()
-                && let Some(parsed) = parse_head(self.buf.filled(), limits)?
+                && let Some(parsed) =
+                    parse_head(self.buf.filled(), limits, &mut self.request_heads)?
             {
                 return Poll::Ready(Ok(Some(parsed)));
             }
@@ -992,7 +1000,7 @@ mod tests {
     }
 
     fn parse(text: &str) -> Result<Option<(Head, usize)>, HeadError> {
-        parse_head(text.as_bytes(), &limits())
+        parse_head(text.as_bytes(), &limits(), &mut BytesMut::new())
     }
 
     fn head(text: &str) -> Head {
@@ -1097,16 +1105,21 @@ mod tests {
             ..Limits::default()
         };
         let long = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(100));
-        let e = parse_head(long.as_bytes(), &small).expect_err("too large");
+        let e = parse_head(long.as_bytes(), &small, &mut BytesMut::new()).expect_err("too large");
         assert_eq!(e, HeadError::TooLarge(64));
         // Unfinished but already over the limit.
-        let e = parse_head(&long.as_bytes()[..80], &small).expect_err("too large");
+        let e = parse_head(&long.as_bytes()[..80], &small, &mut BytesMut::new())
+            .expect_err("too large");
         assert_eq!(e, HeadError::TooLarge(64));
         let many = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\nd: 4\r\n\r\n";
-        let e = parse_head(many.as_bytes(), &small).expect_err("too many");
+        let e = parse_head(many.as_bytes(), &small, &mut BytesMut::new()).expect_err("too many");
         assert_eq!(e, HeadError::TooManyHeaders(3));
         let three = "GET / HTTP/1.1\r\na: 1\r\nb: 2\r\nc: 3\r\n\r\n";
-        assert!(parse_head(three.as_bytes(), &small).expect("ok").is_some());
+        assert!(
+            parse_head(three.as_bytes(), &small, &mut BytesMut::new())
+                .expect("ok")
+                .is_some()
+        );
         assert_eq!(
             e.into_api_error().status,
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
@@ -1121,7 +1134,7 @@ mod tests {
             text.push_str(&format!("x-h{i}: {i}\r\n"));
         }
         text.push_str("\r\n");
-        let (h, _) = parse_head(text.as_bytes(), &wide)
+        let (h, _) = parse_head(text.as_bytes(), &wide, &mut BytesMut::new())
             .expect("ok")
             .expect("complete");
         assert_eq!(h.headers.len(), 200);
@@ -1187,6 +1200,7 @@ mod tests {
                 ],
                 written: 0,
                 heads: BytesMut::new(),
+                request_heads: BytesMut::new(),
                 head_timer: LazyTimer::new(),
                 request_timer: LazyTimer::new(),
             };
