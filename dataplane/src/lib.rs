@@ -187,62 +187,73 @@ struct Public {
 }
 
 /// The public API with metrics around it, and the bound on requests in flight. One
-/// function rather than a wrapper around a wrapper: every async fn awaited inside
-/// another is built and then moved into its caller's state, kilobytes each time.
-async fn measured(public: Arc<Public>, req: server::ApiRequest) -> Response<Body> {
-    let Public {
-        app,
-        metrics,
-        in_flight,
-    } = &*public;
-    let Some(endpoint) = endpoint_label(req.uri.path()) else {
-        return server::public_with_outcome(app, req).await.0;
-    };
-    // Held until the answer's body ends (a stream's last byte), so streams count.
-    let Ok(permit) = Arc::clone(in_flight).try_acquire_owned() else {
-        let mut e = errors::ApiError::unavailable(
-            "the gateway is serving its limit of requests in flight; retry shortly",
+/// function rather than a wrapper around a wrapper, and an async block rather than an
+/// async fn: an async fn keeps its arguments for as long as it runs, beside what it
+/// moves them into, and every future awaited inside another is part of its state.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep the request twice in the state of every request in flight"
+)]
+fn measured(
+    public: Arc<Public>,
+    req: server::ApiRequest,
+) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+    async move {
+        let Public {
+            app,
+            metrics,
+            in_flight,
+        } = &*public;
+        let Some(endpoint) = endpoint_label(req.uri.path()) else {
+            return server::public_with_outcome(Arc::clone(app), req).await.0;
+        };
+        // Held until the answer's body ends (a stream's last byte), so streams count.
+        let Ok(permit) = Arc::clone(in_flight).try_acquire_owned() else {
+            let mut e = errors::ApiError::unavailable(
+                "the gateway is serving its limit of requests in flight; retry shortly",
+            );
+            e.retry_after = Some(Duration::from_secs(1));
+            return e.into_response();
+        };
+        let started = Instant::now();
+        let guard = metrics.start();
+        let (resp, outcome) = server::public_with_outcome(Arc::clone(app), req).await;
+        drop(guard);
+        let deployment = outcome
+            .deployment
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
+        metrics.record(
+            endpoint,
+            &model,
+            deployment,
+            resp.status().as_u16(),
+            u64::from(outcome.attempts),
+            started.elapsed(),
         );
-        e.retry_after = Some(Duration::from_secs(1));
-        return e.into_response();
-    };
-    let started = Instant::now();
-    let guard = metrics.start();
-    let (resp, outcome) = server::public_with_outcome(app, req).await;
-    drop(guard);
-    let deployment = outcome
-        .deployment
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
-    metrics.record(
-        endpoint,
-        &model,
-        deployment,
-        resp.status().as_u16(),
-        u64::from(outcome.attempts),
-        started.elapsed(),
-    );
-    let streaming = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let (parts, body) = resp.into_parts();
-    let body = if streaming {
-        let metrics = Arc::clone(metrics);
-        FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed())).boxed_unsync()
-    } else {
-        body
-    };
-    Response::from_parts(
-        parts,
-        Held {
-            body,
-            _permit: permit,
-        }
-        .boxed_unsync(),
-    )
+        let streaming = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        let (parts, body) = resp.into_parts();
+        let body = if streaming {
+            let metrics = Arc::clone(metrics);
+            FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed()))
+                .boxed_unsync()
+        } else {
+            body
+        };
+        Response::from_parts(
+            parts,
+            Held {
+                body,
+                _permit: permit,
+            }
+            .boxed_unsync(),
+        )
+    }
 }
 
 /// A body holding a permit until it is dropped (its length and end passed through, so

@@ -628,7 +628,7 @@ fn attempts_value(n: u32) -> HeaderValue {
 
 /// The public OpenAI API.
 pub async fn public(app: Arc<App>, req: ApiRequest) -> Response<Body> {
-    public_with_outcome(&app, req).await.0
+    public_with_outcome(app, req).await.0
 }
 
 /// Who answered a proxied request, as its `x-modelgate-deployment` and
@@ -642,15 +642,83 @@ pub struct Outcome {
 }
 
 /// [`public`], and who answered.
-pub async fn public_with_outcome(app: &App, req: ApiRequest) -> (Response<Body>, Outcome) {
+///
+/// What the request asks is decided when this is called (paths, auth, the body's size,
+/// every answer that needs no upstream); the future returned holds only what is left to
+/// do. The request itself is taken apart here, not kept whole in the state of the
+/// request in flight: an async fn keeps each argument it was given for as long as it
+/// runs, and every caller that held it whole kept another copy.
+pub fn public_with_outcome(
+    app: Arc<App>,
+    req: ApiRequest,
+) -> impl Future<Output = (Response<Body>, Outcome)> + Send + 'static {
     let id = request_id(&req.headers);
-    let mut outcome = Outcome::default();
-    let mut resp = public_inner(app, req, &mut outcome).await;
-    resp.headers_mut().insert(X_REQUEST_ID, id);
-    (resp, outcome)
+    let next = decide(&app, req);
+    async move {
+        let mut outcome = Outcome::default();
+        let mut resp = match next {
+            Next::Answer(resp) => resp,
+            Next::Proxy(call) => call.run(&app.client, &mut outcome).await,
+            Next::Later(later) => {
+                let (resp, later_outcome) = later.await;
+                outcome = later_outcome;
+                resp
+            }
+        };
+        resp.headers_mut().insert(X_REQUEST_ID, id);
+        (resp, outcome)
+    }
 }
 
-async fn public_inner(app: &App, req: ApiRequest, outcome: &mut Outcome) -> Response<Body> {
+/// What is left to do for a public request once it is read.
+enum Next {
+    /// Its answer, made already.
+    Answer(Response<Body>),
+    /// Proxied, its whole body in hand (the common case).
+    Proxy(ProxyCall),
+    /// The slow paths (a body still to read, a stored response): boxed, so their state
+    /// is not part of every request's.
+    Later(Pin<Box<dyn Future<Output = (Response<Body>, Outcome)> + Send>>),
+}
+
+/// A request to proxy.
+struct ProxyCall {
+    router: Arc<crate::router::Router>,
+    endpoint: Endpoint,
+    headers: RawHeaders,
+    body: Bytes,
+}
+
+impl ProxyCall {
+    async fn run(
+        self,
+        client: &crate::client::HttpClient,
+        outcome: &mut Outcome,
+    ) -> Response<Body> {
+        // Boxed: the proxy's state machine is kilobytes, and each future that held it
+        // inline would be copied whole into its caller's state when awaited.
+        let served = Box::pin(proxy::serve(
+            self.router,
+            client,
+            self.endpoint,
+            &self.headers,
+            self.body,
+        ))
+        .await;
+        let mut resp = served.response;
+        let headers = resp.headers_mut();
+        if let Some(id) = &served.deployment {
+            headers.insert(X_MODELGATE_DEPLOYMENT, id.clone());
+        }
+        headers.insert(X_MODELGATE_ATTEMPTS, attempts_value(served.attempts));
+        outcome.deployment = served.deployment;
+        outcome.attempts = served.attempts;
+        resp
+    }
+}
+
+/// Reads a public request as far as that can go without waiting.
+fn decide(app: &Arc<App>, req: ApiRequest) -> Next {
     let ApiRequest {
         method,
         uri,
@@ -663,7 +731,7 @@ async fn public_inner(app: &App, req: ApiRequest, outcome: &mut Outcome) -> Resp
     let read_only = method == Method::GET || method == Method::HEAD;
     match (read_only, path) {
         (true, "/health/liveliness" | "/health/liveness") => {
-            return json_response(StatusCode::OK, &json!({"status": "alive"}));
+            return Next::Answer(json_response(StatusCode::OK, &json!({"status": "alive"})));
         }
         (true, "/health/readiness") => {
             let (status, text) = if app.draining() {
@@ -674,10 +742,10 @@ async fn public_inner(app: &App, req: ApiRequest, outcome: &mut Outcome) -> Resp
                 (StatusCode::OK, "ready")
             };
             let served = app.served();
-            return json_response(
+            return Next::Answer(json_response(
                 status,
                 &json!({"status": text, "revision": served.as_ref().map(|s| s.0), "version": served.map(|s| s.1)}),
-            );
+            ));
         }
         _ => {}
     }
@@ -693,87 +761,112 @@ async fn public_inner(app: &App, req: ApiRequest, outcome: &mut Outcome) -> Resp
     // Errors in the shape of the API the client called.
     let dialect = endpoint.map_or(Dialect::OpenAi, Endpoint::dialect);
     let Some(router) = app.router() else {
-        return ApiError::unavailable("no routing table loaded yet").into_response_as(dialect);
+        return Next::Answer(
+            ApiError::unavailable("no routing table loaded yet").into_response_as(dialect),
+        );
     };
     if let Some(key) = &router.master_key {
         let ok = presented_key(|name| headers.get(name))
             .is_some_and(|k| constant_time_eq(k, key.expose().as_bytes()));
         if !ok {
-            return ApiError::unauthorized().into_response_as(dialect);
+            return Next::Answer(ApiError::unauthorized().into_response_as(dialect));
         }
     }
     // A stored response: to the deployment its id names.
-    if let Some(rest) = path
-        .strip_prefix("/v1/responses/")
-        .or_else(|| path.strip_prefix("/responses/"))
-    {
-        // Boxed: kept out of the state of every other request's handler.
-        let (mut resp, deployment) = Box::pin(crate::responses::by_id(
-            &router,
-            &app.client,
-            &method,
-            rest,
-            uri.query(),
-            &headers,
-        ))
-        .await;
-        if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
-            resp.headers_mut()
-                .insert(X_MODELGATE_DEPLOYMENT, id.clone());
-            outcome.deployment = Some(id);
-        }
-        return resp;
+    if path.starts_with("/v1/responses/") || path.starts_with("/responses/") {
+        let app = Arc::clone(app);
+        return Next::Later(Box::pin(async move {
+            let path = uri.path();
+            let rest = path
+                .strip_prefix("/v1/responses/")
+                .or_else(|| path.strip_prefix("/responses/"))
+                .unwrap_or_default();
+            let (mut resp, deployment) =
+                crate::responses::by_id(&router, &app.client, &method, rest, uri.query(), &headers)
+                    .await;
+            let mut outcome = Outcome::default();
+            if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
+                resp.headers_mut()
+                    .insert(X_MODELGATE_DEPLOYMENT, id.clone());
+                outcome.deployment = Some(id);
+            }
+            (resp, outcome)
+        }));
     }
     if let Some(endpoint) = endpoint {
         if method != Method::POST {
-            return ApiError::method_not_allowed(&method, path).into_response_as(dialect);
+            return Next::Answer(
+                ApiError::method_not_allowed(&method, path).into_response_as(dialect),
+            );
         }
         let limit = router.settings().max_request_body_bytes;
-        // A body not read yet is refused by its stated length before any of it is read
-        // (a whole one is measured by `read_request`).
-        if !matches!(body, RequestBody::Full(_))
-            && let Some(len) = headers
+        return match body {
+            RequestBody::Full(bytes) => {
+                let body = bytes.unwrap_or_default();
+                if body.len() as u64 > limit {
+                    return Next::Answer(ApiError::too_large(limit).into_response_as(dialect));
+                }
+                Next::Proxy(ProxyCall {
+                    router,
+                    endpoint,
+                    headers,
+                    body,
+                })
+            }
+            // A body not read yet is refused by its stated length before any of it is
+            // read.
+            _ if headers
                 .get("content-length")
                 .and_then(|v| std::str::from_utf8(v).ok())
                 .and_then(|v| v.parse::<u64>().ok())
-            && len > limit
-        {
-            return ApiError::too_large(limit).into_response_as(dialect);
-        }
-        let body = match read_request(body, limit).await {
-            Ok(b) => b,
-            Err(ReadError::TooLarge(l)) => return ApiError::too_large(l).into_response_as(dialect),
-            Err(ReadError::Io(e)) => {
-                return ApiError::bad_request(format!("cannot read the request body: {e}"))
-                    .into_response_as(dialect);
+                .is_some_and(|len| len > limit) =>
+            {
+                Next::Answer(ApiError::too_large(limit).into_response_as(dialect))
+            }
+            body => {
+                let app = Arc::clone(app);
+                Next::Later(Box::pin(async move {
+                    let body = match read_request(body, limit).await {
+                        Ok(b) => b,
+                        Err(ReadError::TooLarge(l)) => {
+                            return (
+                                ApiError::too_large(l).into_response_as(dialect),
+                                Outcome::default(),
+                            );
+                        }
+                        Err(ReadError::Io(e)) => {
+                            return (
+                                ApiError::bad_request(format!("cannot read the request body: {e}"))
+                                    .into_response_as(dialect),
+                                Outcome::default(),
+                            );
+                        }
+                    };
+                    let mut outcome = Outcome::default();
+                    let call = ProxyCall {
+                        router,
+                        endpoint,
+                        headers,
+                        body,
+                    };
+                    let resp = call.run(&app.client, &mut outcome).await;
+                    (resp, outcome)
+                }))
             }
         };
-        // Boxed: the proxy's state machine is kilobytes, and every future that holds it
-        // inline (this one, the metrics wrapper, the timeout, hyper's slot) would be
-        // copied whole each time it moves.
-        let served = Box::pin(proxy::serve(router, &app.client, endpoint, &headers, body)).await;
-        let mut resp = served.response;
-        let headers = resp.headers_mut();
-        if let Some(id) = &served.deployment {
-            headers.insert(X_MODELGATE_DEPLOYMENT, id.clone());
-        }
-        headers.insert(X_MODELGATE_ATTEMPTS, attempts_value(served.attempts));
-        outcome.deployment = served.deployment;
-        outcome.attempts = served.attempts;
-        return resp;
     }
     if !read_only {
-        return if info::is_info_path(path) {
+        return Next::Answer(if info::is_info_path(path) {
             ApiError::method_not_allowed(&method, path).into_response()
         } else {
             ApiError::not_found(path).into_response()
-        };
+        });
     }
-    match info::get(&router, path) {
+    Next::Answer(match info::get(&router, path) {
         Some(Ok(value)) => json_response(StatusCode::OK, &value),
         Some(Err(e)) => e.into_response(),
         None => ApiError::not_found(path).into_response(),
-    }
+    })
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<Body> {

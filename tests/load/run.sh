@@ -282,8 +282,10 @@ measure() {
         nginx) for p in $nginx_pids; do watch+=(--watch-pid "$p"); done ;;
         modelgate) watch=(--watch-pid "$pid_modelgate") ;;
     esac
-    # The benchmark's other processes: not counted as noise.
-    for p in $pid_upstream $nginx_pids $pid_modelgate; do
+    # The benchmark's other processes: not counted as noise. The upstream's CPU per
+    # request is the yardstick each proxy's is divided by (the machine's speed drifts).
+    watch+=(--upstream-pid "$pid_upstream")
+    for p in $nginx_pids $pid_modelgate; do
         watch+=(--bench-pid "$p")
     done
     local args=(--url "$url" -c "$conns" -d "$DURATION" --warmup "$WARMUP" --label "$label" "${watch[@]}")

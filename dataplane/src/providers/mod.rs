@@ -51,7 +51,7 @@ pub mod openai;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Request, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Request, StatusCode};
 use http_body_util::Full;
 use modelgate_dataplane_api::{Deployment, RoutingTable};
 
@@ -229,12 +229,11 @@ impl Provider {
                 ));
             }
         };
+        // The body's `content-type` (JSON) is the client's default: no header to insert.
         let headers = req.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.extend(deployment_headers(d));
+        if !d.headers.is_empty() {
+            headers.extend(deployment_headers(d));
+        }
         trace_headers(client_headers, headers);
         Ok(req)
     }

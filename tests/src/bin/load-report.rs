@@ -36,6 +36,9 @@ struct Run {
     lag_p99: Option<f64>,
     /// CPU time of the server (the upstream for `direct`, else the proxy) per request, µs.
     cpu_per_req: Option<f64>,
+    /// The server's CPU per request divided by the upstream's in the same run: its cost
+    /// with the machine's speed at the time taken out (1 for `direct`).
+    relative_cpu: Option<f64>,
     /// How busy the server was over the run, in percent of one core.
     busy: Option<f64>,
     /// CPU time spent on other work during the run, in percent of one core.
@@ -56,6 +59,13 @@ impl Run {
             errors: v.get("errors")?.as_u64()?,
             lag_p99: v.get("lag_p99_us").and_then(Value::as_f64),
             cpu_per_req: v.get("watched_cpu_us_per_req").and_then(Value::as_f64),
+            relative_cpu: match (
+                v.get("watched_cpu_us_per_req").and_then(Value::as_f64),
+                v.get("upstream_cpu_us_per_req").and_then(Value::as_f64),
+            ) {
+                (Some(server), Some(upstream)) if upstream > 0.0 => Some(server / upstream),
+                _ => None,
+            },
             busy: v.get("watched_busy_pct").and_then(Value::as_f64),
             other: v.get("other_cpu_pct").and_then(Value::as_f64),
         })
@@ -145,6 +155,7 @@ fn find(runs: &[Run], label: &str, kind: Kind<'_>, connections: u64) -> Option<R
         errors: all.iter().map(|r| r.errors).sum(),
         lag_p99: med(|r| r.lag_p99),
         cpu_per_req: med(|r| r.cpu_per_req),
+        relative_cpu: med(|r| r.relative_cpu),
         busy: med(|r| r.busy),
         other: med(|r| r.other),
         ..first.clone()
@@ -153,14 +164,27 @@ fn find(runs: &[Run], label: &str, kind: Kind<'_>, connections: u64) -> Option<R
 
 /// Modelgate's throughput against nginx's in each round (paired in the order they ran).
 fn round_ratios(runs: &[Run], kind: Kind<'_>, connections: u64) -> Vec<f64> {
+    paired(runs, kind, connections, |r| Some(r.rps))
+}
+
+/// Modelgate's figure `f` against nginx's in each round where both have it (paired in
+/// the order they ran).
+fn paired(runs: &[Run], kind: Kind<'_>, connections: u64, f: fn(&Run) -> Option<f64>) -> Vec<f64> {
     let nginx = rounds(runs, NGINX, kind, connections);
     let modelgate = rounds(runs, MODELGATE, kind, connections);
     nginx
         .iter()
         .zip(&modelgate)
-        .filter(|(n, _)| n.rps > 0.0)
-        .map(|(n, m)| m.rps / n.rps)
+        .filter_map(|(n, m)| match (f(m), f(n)) {
+            (Some(m), Some(n)) if n > 0.0 => Some(m / n),
+            _ => None,
+        })
         .collect()
+}
+
+fn each_round(ratios: &[f64]) -> String {
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}×")).collect();
+    each.join(", ")
 }
 
 fn ratio(a: f64, b: f64) -> String {
@@ -214,12 +238,12 @@ fn report(runs: &[Run], rss: &[Value]) -> String {
         );
         let _ = writeln!(
             out,
-            "| conns | target | req/s | p50 µs | p99 µs | req/s vs direct | +p50 µs vs direct | +p99 µs vs direct | req/s vs nginx | +p50 µs vs nginx | +p99 µs vs nginx | server CPU µs/req | server busy % | other work CPU % | errors |{}",
+            "| conns | target | req/s | p50 µs | p99 µs | req/s vs direct | +p50 µs vs direct | +p99 µs vs direct | req/s vs nginx | +p50 µs vs nginx | +p99 µs vs nginx | server CPU µs/req | server CPU ÷ upstream's | server busy % | other work CPU % | errors |{}",
             if rate { " send lag p99 µs |" } else { "" }
         );
         let _ = writeln!(
             out,
-            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{}",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{}",
             if rate { " ---: |" } else { "" }
         );
         let levels: BTreeSet<u64> = runs
@@ -261,11 +285,12 @@ fn report(runs: &[Run], rss: &[Value]) -> String {
                 };
                 let _ = write!(
                     out,
-                    "| {conns} | {name} | {:.0} | {:.0} | {:.0} | {dr} | {d50} | {d99} | {nr} | {n50} | {n99} | {} | {} | {} | {} |",
+                    "| {conns} | {name} | {:.0} | {:.0} | {:.0} | {dr} | {d50} | {d99} | {nr} | {n50} | {n99} | {} | {} | {} | {} | {} |",
                     r.rps,
                     r.p50,
                     r.p99,
                     r.cpu_per_req.map_or("–".to_owned(), |c| format!("{c:.1}")),
+                    r.relative_cpu.map_or("–".to_owned(), |c| format!("{c:.2}")),
                     r.busy.map_or("–".to_owned(), |b| format!("{b:.0}")),
                     r.other.map_or("–".to_owned(), |o| format!("{o:.0}")),
                     r.errors
@@ -322,13 +347,27 @@ fn report(runs: &[Run], rss: &[Value]) -> String {
                 n.rps,
                 ratio(m.rps, n.rps),
                 if per_round.len() > 1 {
-                    let each: Vec<String> = per_round.iter().map(|r| format!("{r:.2}×")).collect();
-                    format!("; per round: {}", each.join(", "))
+                    format!("; per round: {}", each_round(&per_round))
                 } else {
                     String::new()
                 },
                 check(m.rps >= n.rps)
             );
+            // What decides the throughput when the proxy's core is the limit, measured
+            // whatever the limit was: CPU per request, each divided by the upstream's in
+            // its own run.
+            let cost = paired(runs, closed, 64, |r| r.relative_cpu);
+            if let Some(med) = median(cost.clone()) {
+                let _ = writeln!(
+                    out,
+                    "- CPU per request against nginx's (each divided by the upstream's in its run): {med:.2}×{}",
+                    if cost.len() > 1 {
+                        format!("; per round: {}", each_round(&cost))
+                    } else {
+                        String::new()
+                    }
+                );
+            }
             let _ = writeln!(
                 out,
                 "- p50 added vs direct < 500 µs: {:+.0} µs — {}",
@@ -404,6 +443,7 @@ mod tests {
             errors,
             lag_p99: None,
             cpu_per_req: Some(rps / 1000.0),
+            relative_cpu: Some(rps / 50.0),
             busy: None,
             other: None,
         }
@@ -438,5 +478,18 @@ mod tests {
         let text = report(&runs, &[]);
         assert!(text.contains("medians of 3 interleaved rounds"), "{text}");
         assert!(text.contains("per round: 0.99×, 1.06×, 1.09×"), "{text}");
+        assert_eq!(m.relative_cpu, Some(99.0 / 50.0));
+        assert!(
+            text.contains("CPU per request against nginx's (each divided by the upstream's in its run): 1.06×; per round: 0.99×, 1.06×, 1.09×"),
+            "{text}"
+        );
+        // Figures from loadgen's JSON: the server's CPU per request over the upstream's.
+        let line = serde_json::json!({"label": NGINX, "mode": "closed", "connections": 64,
+            "rps": 1.0, "p50_us": 1.0, "p99_us": 1.0, "errors": 0,
+            "watched_cpu_us_per_req": 18.0, "upstream_cpu_us_per_req": 9.0});
+        assert_eq!(
+            Run::from_json(&line).and_then(|r| r.relative_cpu),
+            Some(2.0)
+        );
     }
 }

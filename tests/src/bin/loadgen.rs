@@ -27,9 +27,13 @@
 //! `--watch-pid PID` (repeatable) also reports the CPU time those processes (all their
 //! threads, from `/proc/PID/task/*/schedstat`) used during the measured window: in total,
 //! per request, and as a share of one core — what a request costs the proxy under test.
+//! `--upstream-pid PID` (repeatable) reports the same for the upstream behind the proxy:
+//! the upstream does the same work per request whatever is in front of it, so a proxy's
+//! CPU per request divided by the upstream's in the same run is its cost with the speed of
+//! the machine at that moment taken out (a shared VM's speed drifts by 10% and more).
 //! `other_cpu_pct` is the CPU time (in % of one core) the machine spent over the window on
-//! anything but this process, the watched ones and the `--bench-pid` ones: other people's
-//! work, i.e. how noisy the measurement was.
+//! anything but this process, the watched ones, the upstream and the `--bench-pid` ones:
+//! other people's work, i.e. how noisy the measurement was.
 
 #![forbid(unsafe_code)]
 
@@ -93,6 +97,10 @@ struct Args {
     /// its CPU time is not counted as someone else's in `other_cpu_pct` (repeatable).
     #[arg(long = "bench-pid")]
     bench_pids: Vec<u32>,
+    /// The upstream behind the proxy under test: its CPU time per request is reported
+    /// too (repeatable).
+    #[arg(long = "upstream-pid")]
+    upstream_pids: Vec<u32>,
 }
 
 /// What every connection task shares.
@@ -229,16 +237,29 @@ async fn run(args: &Args, threads: usize) -> Result<serde_json::Value, Error> {
     // machine ran that is not this benchmark (noise from other work).
     let watcher = {
         let watched = args.watch_pids.clone();
+        let upstream = args.upstream_pids.clone();
         let mut ours = args.bench_pids.clone();
         ours.push(std::process::id());
         ours.extend(&watched);
+        ours.extend(upstream.iter().filter(|p| !watched.contains(p)));
         let (from, to) = (plan.measure_from, plan.end);
         tokio::spawn(async move {
             tokio::time::sleep_until(from.into()).await;
-            let before = (cpu_ns(&watched), cpu_ns(&ours), machine_busy_ns());
+            let before = (
+                cpu_ns(&watched),
+                cpu_ns(&ours),
+                machine_busy_ns(),
+                cpu_ns(&upstream),
+            );
             tokio::time::sleep_until(to.into()).await;
-            let after = (cpu_ns(&watched), cpu_ns(&ours), machine_busy_ns());
+            let after = (
+                cpu_ns(&watched),
+                cpu_ns(&ours),
+                machine_busy_ns(),
+                cpu_ns(&upstream),
+            );
             let watched = after.0.saturating_sub(before.0);
+            let upstream = after.3.saturating_sub(before.3);
             let other = match (before.2, after.2) {
                 (Some(b), Some(a)) => Some(
                     a.saturating_sub(b)
@@ -246,7 +267,7 @@ async fn run(args: &Args, threads: usize) -> Result<serde_json::Value, Error> {
                 ),
                 _ => None,
             };
-            (watched, other)
+            (watched, other, upstream)
         })
     };
     let mut tasks = tokio::task::JoinSet::new();
@@ -265,8 +286,9 @@ async fn run(args: &Args, threads: usize) -> Result<serde_json::Value, Error> {
         }
     }
     let finished = Instant::now();
-    let (watched_ns, other_ns) = watcher.await?;
+    let (watched_ns, other_ns, upstream_ns) = watcher.await?;
     let watched_ns = (!args.watch_pids.is_empty()).then_some(watched_ns);
+    let upstream_ns = (!args.upstream_pids.is_empty()).then_some(upstream_ns);
 
     all.latencies.sort_unstable();
     all.lags.sort_unstable();
@@ -293,6 +315,8 @@ async fn run(args: &Args, threads: usize) -> Result<serde_json::Value, Error> {
     let watched_ms = watched_ns.map(|ns| round(ns as f64 / 1e6, 1));
     let watched_per_req = watched_ns.map(|ns| round(ns as f64 / 1e3 / (requests.max(1) as f64), 2));
     let watched_busy = watched_ns.map(|ns| round(ns as f64 / 1e7 / measured, 1));
+    let upstream_per_req =
+        upstream_ns.map(|ns| round(ns as f64 / 1e3 / (requests.max(1) as f64), 2));
     Ok(json!({
         "label": args.label,
         "url": args.url,
@@ -321,6 +345,8 @@ async fn run(args: &Args, threads: usize) -> Result<serde_json::Value, Error> {
         "watched_cpu_ms": watched_ms,
         "watched_cpu_us_per_req": watched_per_req,
         "watched_busy_pct": watched_busy,
+        "upstream_pids": args.upstream_pids,
+        "upstream_cpu_us_per_req": upstream_per_req,
         "other_cpu_pct": other_ns.map(|ns| round(ns as f64 / 1e7 / measured, 1)),
     }))
 }
