@@ -281,9 +281,66 @@ impl HttpClient {
     /// The request goes out in origin form with a `Host` (the URI's authority unless the
     /// request names one) and its body's `Content-Length`; hop-by-hop headers are not
     /// forwarded.
-    pub async fn request(&self, req: Request<Full<Bytes>>) -> Result<Answer, RequestError> {
+    ///
+    /// The head is encoded and an idle connection taken when this is called; the future
+    /// holds what the exchange needs and not the request (an async fn would keep the
+    /// request, and its parts beside it, for as long as it runs).
+    pub fn request(
+        &self,
+        req: Request<Full<Bytes>>,
+    ) -> impl Future<Output = Result<Answer, RequestError>> + Send + '_ {
+        let mut p = match self.prepare(req) {
+            Ok(p) => p,
+            Err(e) => return futures_util::future::Either::Left(std::future::ready(Err(e))),
+        };
+        futures_util::future::Either::Right(async move {
+            loop {
+                let (mut conn, was_idle) = match p.reused.take() {
+                    Some(c) => (c, true),
+                    // Boxed: rare, and large (TCP, proxy tunnel, TLS); kept out of every
+                    // request's state machine.
+                    None => (Box::pin(self.connect(&p.key, p.uri.clone())).await?, false),
+                };
+                if let Err(e) = conn.write(&p.head, &p.body, p.coalesced).await {
+                    if was_idle {
+                        // Closed while idle: another idle one, or a new connection.
+                        p.reused = self.checkout(&p.key).0;
+                        continue;
+                    }
+                    return Err(RequestError::Send(e));
+                }
+                let answer = conn
+                    .read_head(&p.method)
+                    .await
+                    .map_err(RequestError::Send)?;
+                let mut body = UpstreamBody {
+                    conn: Some(conn),
+                    framing: answer.framing,
+                    back: answer.keep_alive.then(|| Return {
+                        pool: Arc::clone(&self.inner),
+                        key: p.key,
+                    }),
+                    done: false,
+                    whole: answer.whole,
+                };
+                if body.framing.is_done() {
+                    body.finish();
+                }
+                return Ok(Answer {
+                    status: answer.status,
+                    version: answer.version,
+                    headers: answer.headers,
+                    body,
+                });
+            }
+        })
+    }
+
+    /// What a request's exchange needs: its upstream, an idle connection to it if there
+    /// is one, the head (with the body when small) and the body.
+    fn prepare(&self, req: Request<Full<Bytes>>) -> Result<Prepared, RequestError> {
         let (parts, body) = req.into_parts();
-        let uri = &parts.uri;
+        let uri = parts.uri;
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
             return Err(RequestError::InvalidUri(uri.to_string()));
         };
@@ -291,7 +348,7 @@ impl HttpClient {
             https: *scheme == Scheme::HTTPS,
             authority: authority.clone(),
         };
-        let (mut reused, host) = self.checkout(&key);
+        let (reused, host) = self.checkout(&key);
         let host = match parts.headers.get(header::HOST) {
             Some(h) => h.clone(),
             None => host,
@@ -300,45 +357,15 @@ impl HttpClient {
         let body = full_bytes(body);
         let (head, coalesced) =
             h1::encode_head(&parts.method, target, &host, &parts.headers, &body);
-        loop {
-            let (mut conn, was_idle) = match reused.take() {
-                Some(c) => (c, true),
-                // Boxed: rare, and large (TCP, proxy tunnel, TLS); kept out of every
-                // request's state machine.
-                None => (Box::pin(self.connect(&key, uri.clone())).await?, false),
-            };
-            if let Err(e) = conn.write(&head, &body, coalesced).await {
-                if was_idle {
-                    // Closed while idle: another idle one, or a new connection.
-                    reused = self.checkout(&key).0;
-                    continue;
-                }
-                return Err(RequestError::Send(e));
-            }
-            let answer = conn
-                .read_head(&parts.method)
-                .await
-                .map_err(RequestError::Send)?;
-            let mut body = UpstreamBody {
-                conn: Some(conn),
-                framing: answer.framing,
-                back: answer.keep_alive.then(|| Return {
-                    pool: Arc::clone(&self.inner),
-                    key,
-                }),
-                done: false,
-                whole: answer.whole,
-            };
-            if body.framing.is_done() {
-                body.finish();
-            }
-            return Ok(Answer {
-                status: answer.status,
-                version: answer.version,
-                headers: answer.headers,
-                body,
-            });
-        }
+        Ok(Prepared {
+            key,
+            reused,
+            head,
+            body,
+            coalesced,
+            method: parts.method,
+            uri,
+        })
     }
 
     /// The most recently used idle connection to `key` that is still open, if any, and
@@ -373,6 +400,19 @@ impl HttpClient {
         })?;
         Ok(Box::new(Conn::new(TokioIo::new(io))))
     }
+}
+
+/// A request ready to go out (see [`HttpClient::request`]).
+struct Prepared {
+    key: Key,
+    reused: Option<Connection>,
+    /// The head, with the body in it when `coalesced`.
+    head: Vec<u8>,
+    body: Bytes,
+    coalesced: bool,
+    method: http::Method,
+    /// For a new connection.
+    uri: Uri,
 }
 
 /// An upstream's answer, its head read.

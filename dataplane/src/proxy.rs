@@ -855,14 +855,23 @@ async fn attempt(
         let timeout = Duration::from_millis(d.timeouts.request_ms);
         // Pinned where it is built and raced with the timer in place: the exchange is a
         // kilobyte, which `tokio::time::timeout` would move twice more.
+        // The request's future is pinned here and driven through a reference, so the
+        // exchange holds neither the request nor a second copy of that future.
+        let mut request = std::pin::pin!(client.request(req));
         let exchange = std::pin::pin!(async {
-            let answer = client.request(req).await.map_err(connect_failure)?;
+            let answer = request.as_mut().await.map_err(connect_failure)?;
             let limit = if answer.status.is_success() {
                 MAX_ANSWER_BODY.load(std::sync::atomic::Ordering::Relaxed)
             } else {
                 MAX_ERROR_BODY
             };
-            let bytes = read_upstream(answer.body, limit).await?;
+            let mut body = answer.body;
+            let bytes = match body.take_whole(limit) {
+                Some(whole) => whole,
+                // Boxed: a body that did not come whole with its head (chunked, large,
+                // slow) is the rare case, and collecting it takes hundreds of bytes.
+                None => Box::pin(read_upstream(body, limit)).await?,
+            };
             Ok::<_, Failure>((answer.status, answer.headers, bytes))
         });
         let deadline = tokio::time::Instant::from_std(started + timeout);
