@@ -197,7 +197,7 @@ struct Public {
 fn measured(
     public: Arc<Public>,
     req: server::ApiRequest,
-) -> impl std::future::Future<Output = Response<Body>> + Send + 'static {
+) -> impl std::future::Future<Output = (Response<Body>, server::ExtraHead)> + Send + 'static {
     async move {
         let Public {
             app,
@@ -205,7 +205,8 @@ fn measured(
             in_flight,
         } = &*public;
         let Some(endpoint) = endpoint_label(req.uri.path()) else {
-            return server::public_with_outcome(Arc::clone(app), req).await.0;
+            let (resp, outcome) = server::public_with_outcome(Arc::clone(app), req).await;
+            return (resp, outcome.extra);
         };
         // Held until the answer's body ends (a stream's last byte), so streams count.
         let Ok(permit) = Arc::clone(in_flight).try_acquire_owned() else {
@@ -213,15 +214,14 @@ fn measured(
                 "the gateway is serving its limit of requests in flight; retry shortly",
             );
             e.retry_after = Some(Duration::from_secs(1));
-            return e.into_response();
+            return (e.into_response(), server::ExtraHead::default());
         };
         let started = Instant::now();
         let guard = metrics.start();
         let (resp, outcome) = server::public_with_outcome(Arc::clone(app), req).await;
         drop(guard);
         let deployment = outcome
-            .deployment
-            .as_ref()
+            .deployment()
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
         let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
@@ -245,14 +245,15 @@ fn measured(
         } else {
             body
         };
-        Response::from_parts(
+        let resp = Response::from_parts(
             parts,
             Held {
                 body,
                 _permit: permit,
             }
             .boxed_unsync(),
-        )
+        );
+        (resp, outcome.extra)
     }
 }
 

@@ -175,7 +175,7 @@ pub async fn serve<H, F>(
     drain: Duration,
 ) where
     H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output: IntoAnswer> + Send + 'static,
 {
     accept_loop(
         listener,
@@ -201,7 +201,7 @@ pub async fn serve_tls<H, F>(
     drain: Duration,
 ) where
     H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output: IntoAnswer> + Send + 'static,
 {
     accept_loop(
         listener,
@@ -225,7 +225,7 @@ pub async fn serve_limited<H, F>(
     limits: Limits,
 ) where
     H: Fn(Request<RequestBody>) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output: IntoAnswer> + Send + 'static,
 {
     accept_loop(
         listener,
@@ -249,7 +249,7 @@ pub async fn serve_public<H, F>(
     limits: Limits,
 ) where
     H: Fn(ApiRequest) -> F + Clone + Send + Sync + 'static,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output: IntoAnswer> + Send + 'static,
 {
     accept_loop(
         listener,
@@ -283,7 +283,7 @@ async fn accept_loop<H, R, F>(
 ) where
     H: Fn(R) -> F + Clone + Send + Sync + 'static,
     R: FromWire,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output: IntoAnswer> + Send + 'static,
 {
     let limits = Arc::new(limits);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -519,7 +519,7 @@ async fn connection<IO, H, R, F>(
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(R) -> F + Clone + Send + Sync + 'static,
     R: FromWire,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output: IntoAnswer> + Send + 'static,
 {
     let request_timeout = limits.request_timeout;
     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -528,10 +528,10 @@ async fn connection<IO, H, R, F>(
         let answer = Box::pin(handler(R::from_hyper(req.map(RequestBody::Hyper))));
         async move {
             let Some(limit) = request_timeout else {
-                return Ok::<_, Infallible>(answer.await);
+                return Ok::<_, Infallible>(answer.await.into_response());
             };
             Ok(match tokio::time::timeout(limit, answer).await {
-                Ok(resp) => resp,
+                Ok(answered) => answered.into_response(),
                 Err(_) => request_timed_out(limit),
             })
         }
@@ -626,19 +626,93 @@ fn attempts_value(n: u32) -> HeaderValue {
     }
 }
 
-/// The public OpenAI API.
+/// The public OpenAI API, its answer with every header in it.
 pub async fn public(app: Arc<App>, req: ApiRequest) -> Response<Body> {
-    public_with_outcome(app, req).await.0
+    let (resp, outcome) = public_with_outcome(app, req).await;
+    (resp, outcome.extra).into_response()
 }
 
-/// Who answered a proxied request, as its `x-modelgate-deployment` and
-/// `x-modelgate-attempts` headers say (handed to the metrics without re-reading them).
+/// The headers an answer of the public API carries beside its own: the request's id and
+/// who answered. They are handed to the connection apart from the response, which writes
+/// them into the head (no header-map insert per answer); a connection served by hyper
+/// inserts them ([`IntoAnswer::into_response`]).
+#[derive(Debug, Default, Clone)]
+pub struct ExtraHead {
+    /// `x-request-id`.
+    pub request_id: Option<HeaderValue>,
+    /// `x-modelgate-deployment`: the deployment that answered (or gave the error).
+    pub deployment: Option<HeaderValue>,
+    /// `x-modelgate-attempts`, for a proxied request.
+    pub attempts: Option<HeaderValue>,
+}
+
+impl ExtraHead {
+    /// The fields, in the order they are written.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
+        // The names of [`X_MODELGATE_DEPLOYMENT`], [`X_MODELGATE_ATTEMPTS`] and
+        // [`X_REQUEST_ID`] (a test holds them equal).
+        [
+            ("x-modelgate-deployment", self.deployment.as_ref()),
+            ("x-modelgate-attempts", self.attempts.as_ref()),
+            ("x-request-id", self.request_id.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, value?)))
+    }
+}
+
+/// What a handler answers with: a response, and the headers to write beside its own.
+pub trait IntoAnswer: Send + 'static {
+    /// The response and the extra headers.
+    fn into_answer(self) -> (Response<Body>, ExtraHead);
+
+    /// The response with the extra headers inserted.
+    fn into_response(self) -> Response<Body>
+    where
+        Self: Sized,
+    {
+        let (mut resp, extra) = self.into_answer();
+        let headers = resp.headers_mut();
+        for (name, value) in [
+            (X_MODELGATE_DEPLOYMENT, extra.deployment),
+            (X_MODELGATE_ATTEMPTS, extra.attempts),
+            (X_REQUEST_ID, extra.request_id),
+        ] {
+            if let Some(value) = value {
+                headers.insert(name, value);
+            }
+        }
+        resp
+    }
+}
+
+impl IntoAnswer for Response<Body> {
+    fn into_answer(self) -> (Response<Body>, ExtraHead) {
+        (self, ExtraHead::default())
+    }
+}
+
+impl IntoAnswer for (Response<Body>, ExtraHead) {
+    fn into_answer(self) -> (Response<Body>, ExtraHead) {
+        self
+    }
+}
+
+/// Who answered a public request and its other headers (handed to the metrics without
+/// re-reading them, and to the connection to write).
 #[derive(Debug, Default)]
 pub struct Outcome {
-    /// The deployment that answered (or gave the error), if any.
-    pub deployment: Option<HeaderValue>,
+    /// The request id and who answered, as headers.
+    pub extra: ExtraHead,
     /// Attempts made.
     pub attempts: u32,
+}
+
+impl Outcome {
+    /// The deployment that answered (or gave the error), if any.
+    pub fn deployment(&self) -> Option<&HeaderValue> {
+        self.extra.deployment.as_ref()
+    }
 }
 
 /// [`public`], and who answered.
@@ -656,7 +730,7 @@ pub fn public_with_outcome(
     let next = decide(&app, req);
     async move {
         let mut outcome = Outcome::default();
-        let mut resp = match next {
+        let resp = match next {
             Next::Answer(resp) => resp,
             Next::Proxy(call) => call.run(&app.client, &mut outcome).await,
             Next::Later(later) => {
@@ -665,7 +739,7 @@ pub fn public_with_outcome(
                 resp
             }
         };
-        resp.headers_mut().insert(X_REQUEST_ID, id);
+        outcome.extra.request_id = Some(id);
         (resp, outcome)
     }
 }
@@ -705,15 +779,10 @@ impl ProxyCall {
             self.body,
         ))
         .await;
-        let mut resp = served.response;
-        let headers = resp.headers_mut();
-        if let Some(id) = &served.deployment {
-            headers.insert(X_MODELGATE_DEPLOYMENT, id.clone());
-        }
-        headers.insert(X_MODELGATE_ATTEMPTS, attempts_value(served.attempts));
-        outcome.deployment = served.deployment;
+        outcome.extra.deployment = served.deployment;
+        outcome.extra.attempts = Some(attempts_value(served.attempts));
         outcome.attempts = served.attempts;
-        resp
+        served.response
     }
 }
 
@@ -781,15 +850,11 @@ fn decide(app: &Arc<App>, req: ApiRequest) -> Next {
                 .strip_prefix("/v1/responses/")
                 .or_else(|| path.strip_prefix("/responses/"))
                 .unwrap_or_default();
-            let (mut resp, deployment) =
+            let (resp, deployment) =
                 crate::responses::by_id(&router, &app.client, &method, rest, uri.query(), &headers)
                     .await;
             let mut outcome = Outcome::default();
-            if let Some(id) = deployment.and_then(|d| HeaderValue::from_str(&d).ok()) {
-                resp.headers_mut()
-                    .insert(X_MODELGATE_DEPLOYMENT, id.clone());
-                outcome.deployment = Some(id);
-            }
+            outcome.extra.deployment = deployment.and_then(|d| HeaderValue::from_str(&d).ok());
             (resp, outcome)
         }));
     }
@@ -1021,6 +1086,40 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_headers_are_written_in_order_or_inserted() {
+        let extra = ExtraHead {
+            request_id: Some(HeaderValue::from_static("abc")),
+            deployment: Some(HeaderValue::from_static("ns/d")),
+            attempts: None,
+        };
+        let names: Vec<&str> = extra.fields().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [X_MODELGATE_DEPLOYMENT.as_str(), X_REQUEST_ID.as_str()]
+        );
+        let all = ExtraHead {
+            attempts: Some(attempts_value(2)),
+            ..extra.clone()
+        };
+        let names: Vec<&str> = all.fields().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [
+                X_MODELGATE_DEPLOYMENT.as_str(),
+                X_MODELGATE_ATTEMPTS.as_str(),
+                X_REQUEST_ID.as_str()
+            ]
+        );
+        // Through hyper: inserted into the response's own headers.
+        let resp = (ApiError::not_found("/x").into_response(), all).into_response();
+        assert_eq!(resp.headers()[X_REQUEST_ID], "abc");
+        assert_eq!(resp.headers()[X_MODELGATE_DEPLOYMENT], "ns/d");
+        assert_eq!(resp.headers()[X_MODELGATE_ATTEMPTS], "2");
+        let plain = ApiError::not_found("/x").into_response().into_response();
+        assert!(plain.headers().get(X_REQUEST_ID).is_none());
+    }
 
     #[test]
     fn attempts_values_are_the_decimal_count() {

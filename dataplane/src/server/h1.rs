@@ -41,7 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use super::{IdleIo, Limits};
+use super::{ExtraHead, IdleIo, IntoAnswer, Limits};
 use crate::body::{Body, BoxError, RequestBody};
 use crate::client::h1::{
     Framing, ReadBuf, Step, copy_head, items, offsets, parse_length, push_number,
@@ -406,8 +406,8 @@ impl LazyTimer {
 // The connection.
 
 /// How serving one request ended before its answer could be written.
-enum InFlight {
-    Answered(Response<Body>),
+enum InFlight<A> {
+    Answered(A),
     TimedOut(Duration),
     /// The client closed the connection or it failed.
     Gone,
@@ -441,7 +441,7 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
     IO: AsyncRead + AsyncWrite + Unpin,
     H: Fn(R) -> F,
     R: super::FromWire,
-    F: Future<Output = Response<Body>> + Send + 'static,
+    F: Future<Output: IntoAnswer> + Send + 'static,
 {
     let mut conn = Conn {
         io,
@@ -474,7 +474,9 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
             Ok(None) => return,
             Err(e) => {
                 let resp = e.into_api_error().into_response();
-                let _ = conn.answer(resp, false, Version::HTTP_11, false).await;
+                let _ = conn
+                    .answer(resp, &ExtraHead::default(), false, Version::HTTP_11, false)
+                    .await;
                 conn.close(false).await;
                 return;
             }
@@ -520,9 +522,12 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
         let served =
             poll_fn(|cx| conn.poll_in_flight(cx, answer.as_mut(), pump.as_mut(), timeout)).await;
         drop(answer);
-        let (resp, timed_out) = match served {
-            InFlight::Answered(resp) => (resp, false),
-            InFlight::TimedOut(limit) => (super::request_timed_out(limit), true),
+        let ((resp, extra), timed_out) = match served {
+            InFlight::Answered(answered) => (answered.into_answer(), false),
+            InFlight::TimedOut(limit) => (
+                (super::request_timed_out(limit), ExtraHead::default()),
+                true,
+            ),
             InFlight::Gone => return,
         };
         let body_read = pump.as_ref().is_none_or(|p| p.framing.is_done());
@@ -532,7 +537,7 @@ pub(crate) async fn serve_connection<IO, H, R, F>(
             && !*draining.borrow()
             && !connection_close(resp.headers());
         if conn
-            .answer(resp, head_only, version, keep_alive)
+            .answer(resp, &extra, head_only, version, keep_alive)
             .await
             .is_err()
         {
@@ -608,13 +613,13 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
 
     /// Drives the handler, and beside it the request body it reads, the request timeout
     /// and the client's end of the connection.
-    fn poll_in_flight(
+    fn poll_in_flight<A>(
         &mut self,
         cx: &mut Context<'_>,
-        mut answer: Pin<&mut (impl Future<Output = Response<Body>> + ?Sized)>,
+        mut answer: Pin<&mut (impl Future<Output = A> + ?Sized)>,
         mut pump: Option<&mut Pump>,
         timeout: Option<Duration>,
-    ) -> Poll<InFlight> {
+    ) -> Poll<InFlight<A>> {
         loop {
             if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
                 return Poll::Ready(InFlight::Answered(resp));
@@ -777,6 +782,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
     async fn answer(
         &mut self,
         resp: Response<Body>,
+        extra: &ExtraHead,
         head_only: bool,
         version: Version,
         keep_alive: bool,
@@ -802,6 +808,7 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
             &mut self.heads,
             status,
             &parts.headers,
+            extra,
             mode,
             version,
             keep_alive,
@@ -907,11 +914,12 @@ impl<IO: AsyncRead + AsyncWrite + Unpin> Conn<IO> {
 }
 
 /// An answer's head: the status line, its headers but the framing ones (written from
-/// `mode`), `connection` as `keep_alive` says, and `date`.
+/// `mode`), then `extra`'s, `connection` as `keep_alive` says, and `date`.
 fn encode_head(
     out: &mut BytesMut,
     status: StatusCode,
     headers: &HeaderMap,
+    extra: &ExtraHead,
     mode: Mode,
     version: Version,
     keep_alive: bool,
@@ -936,6 +944,12 @@ fn encode_head(
             continue;
         }
         out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in extra.fields() {
+        out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
