@@ -1384,9 +1384,14 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 fn copy_content_type(from: &RawHeaders, to: &mut HeaderMap, default: &'static str) {
-    let value = from
-        .value("content-type")
-        .unwrap_or_else(|| HeaderValue::from_static(default));
+    let value = match from.get("content-type") {
+        None => HeaderValue::from_static(default),
+        // The usual one, made once.
+        Some(b"application/json") => HeaderValue::from_static("application/json"),
+        Some(_) => from
+            .value("content-type")
+            .unwrap_or_else(|| HeaderValue::from_static(default)),
+    };
     to.insert(header::CONTENT_TYPE, value);
 }
 

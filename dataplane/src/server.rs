@@ -576,24 +576,54 @@ pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// The request id: the client's `x-request-id`, or a new one.
-fn request_id(headers: &RawHeaders) -> HeaderValue {
-    headers
+fn request_id(headers: &RawHeaders) -> RequestId {
+    match headers
         .value(X_REQUEST_ID.as_str())
         .filter(|v| !v.is_empty() && v.len() <= 128)
-        .unwrap_or_else(|| {
-            // 128 random bits in hex, without the formatting machinery (every request).
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            let mut id = [0u8; 32];
-            for (half, bits) in [fastrand::u64(..), fastrand::u64(..)]
-                .into_iter()
-                .enumerate()
-            {
-                for i in 0..16 {
-                    id[half * 16 + i] = HEX[((bits >> (60 - 4 * i)) & 0xf) as usize];
-                }
+    {
+        Some(given) => RequestId::Given(given),
+        None => RequestId::made(fastrand::u128(..)),
+    }
+}
+
+/// An `x-request-id`: the client's, or one made here. A made one is kept as its bytes
+/// (no header value, which would be an allocation and a check per request).
+#[derive(Debug, Clone)]
+pub enum RequestId {
+    /// The client's.
+    Given(HeaderValue),
+    /// 128 random bits in lower-case hex.
+    Made([u8; 32]),
+}
+
+impl RequestId {
+    /// `bits` in hex, without the formatting machinery (every request).
+    fn made(bits: u128) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut id = [0u8; 32];
+        for (i, digit) in id.iter_mut().enumerate() {
+            *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        RequestId::Made(id)
+    }
+
+    /// The value's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            RequestId::Given(v) => v.as_bytes(),
+            RequestId::Made(id) => id,
+        }
+    }
+
+    /// The value as a header value.
+    pub fn to_header_value(&self) -> HeaderValue {
+        match self {
+            RequestId::Given(v) => v.clone(),
+            RequestId::Made(id) => {
+                HeaderValue::from_bytes(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
             }
-            HeaderValue::from_bytes(&id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-        })
+        }
+    }
 }
 
 /// Compares two secrets in time that depends only on their lengths.
@@ -639,7 +669,7 @@ pub async fn public(app: Arc<App>, req: ApiRequest) -> Response<Body> {
 #[derive(Debug, Default, Clone)]
 pub struct ExtraHead {
     /// `x-request-id`.
-    pub request_id: Option<HeaderValue>,
+    pub request_id: Option<RequestId>,
     /// `x-modelgate-deployment`: the deployment that answered (or gave the error).
     pub deployment: Option<HeaderValue>,
     /// `x-modelgate-attempts`, for a proxied request.
@@ -648,13 +678,22 @@ pub struct ExtraHead {
 
 impl ExtraHead {
     /// The fields, in the order they are written.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &HeaderValue)> {
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
         // The names of [`X_MODELGATE_DEPLOYMENT`], [`X_MODELGATE_ATTEMPTS`] and
         // [`X_REQUEST_ID`] (a test holds them equal).
         [
-            ("x-modelgate-deployment", self.deployment.as_ref()),
-            ("x-modelgate-attempts", self.attempts.as_ref()),
-            ("x-request-id", self.request_id.as_ref()),
+            (
+                "x-modelgate-deployment",
+                self.deployment.as_ref().map(HeaderValue::as_bytes),
+            ),
+            (
+                "x-modelgate-attempts",
+                self.attempts.as_ref().map(HeaderValue::as_bytes),
+            ),
+            (
+                "x-request-id",
+                self.request_id.as_ref().map(RequestId::as_bytes),
+            ),
         ]
         .into_iter()
         .filter_map(|(name, value)| Some((name, value?)))
@@ -676,7 +715,10 @@ pub trait IntoAnswer: Send + 'static {
         for (name, value) in [
             (X_MODELGATE_DEPLOYMENT, extra.deployment),
             (X_MODELGATE_ATTEMPTS, extra.attempts),
-            (X_REQUEST_ID, extra.request_id),
+            (
+                X_REQUEST_ID,
+                extra.request_id.as_ref().map(RequestId::to_header_value),
+            ),
         ] {
             if let Some(value) = value {
                 headers.insert(name, value);
@@ -1090,7 +1132,7 @@ mod tests {
     #[test]
     fn extra_headers_are_written_in_order_or_inserted() {
         let extra = ExtraHead {
-            request_id: Some(HeaderValue::from_static("abc")),
+            request_id: Some(RequestId::Given(HeaderValue::from_static("abc"))),
             deployment: Some(HeaderValue::from_static("ns/d")),
             attempts: None,
         };
@@ -1119,6 +1161,11 @@ mod tests {
         assert_eq!(resp.headers()[X_MODELGATE_ATTEMPTS], "2");
         let plain = ApiError::not_found("/x").into_response().into_response();
         assert!(plain.headers().get(X_REQUEST_ID).is_none());
+        // A made id: 32 lower-case hex digits, the bits in order.
+        let made = RequestId::made(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
+        assert_eq!(made.as_bytes(), b"0123456789abcdeffedcba9876543210");
+        assert_eq!(made.to_header_value(), "0123456789abcdeffedcba9876543210");
+        assert_eq!(RequestId::made(0).as_bytes(), &[b'0'; 32]);
     }
 
     #[test]

@@ -951,7 +951,7 @@ fn encode_head(
     for (name, value) in extra.fields() {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
     }
     match mode {
