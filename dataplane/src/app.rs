@@ -102,6 +102,13 @@ impl App {
         self.models.load().get(deployment).cloned()
     }
 
+    /// `f` of the model group `deployment` serves (`""` when it serves none), without
+    /// taking a reference to the name (no shared count touched per request).
+    pub fn with_model_of<T>(&self, deployment: &str, f: impl FnOnce(&str) -> T) -> T {
+        let models = self.models.load();
+        f(models.get(deployment).map_or("", |m| &**m))
+    }
+
     /// The revision and version served.
     pub fn served(&self) -> Option<(u64, String)> {
         let gate = self.gate.lock().unwrap_or_else(|p| p.into_inner());

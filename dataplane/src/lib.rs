@@ -224,21 +224,23 @@ fn measured(
             .deployment()
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
-        metrics.record(
-            endpoint,
-            &model,
-            deployment,
-            resp.status().as_u16(),
-            u64::from(outcome.attempts),
-            started.elapsed(),
-        );
+        app.with_model_of(deployment, |model| {
+            metrics.record(
+                endpoint,
+                model,
+                deployment,
+                resp.status().as_u16(),
+                u64::from(outcome.attempts),
+                started.elapsed(),
+            );
+        });
         let streaming = resp
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let (parts, body) = resp.into_parts();
         let body = if streaming {
+            let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
             let metrics = Arc::clone(metrics);
             FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed()))
                 .boxed_unsync()

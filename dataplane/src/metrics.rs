@@ -49,12 +49,21 @@ struct DeploymentCounts {
     counts: FastMap<(&'static str, u16), u64>,
 }
 
+/// The series every answered request updates, under one lock (one acquisition per
+/// request).
+#[derive(Debug, Default)]
+struct Series {
+    /// By deployment.
+    requests: FastMap<String, DeploymentCounts>,
+    /// By model, then endpoint.
+    latency: FastMap<String, FastMap<&'static str, Histogram>>,
+}
+
 /// Every metric of one data-plane process. Series are found by borrowed keys, so
 /// recording a request allocates only the first time a series appears.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<FastMap<String, DeploymentCounts>>,
-    latency: Mutex<FastMap<String, FastMap<&'static str, Histogram>>>,
+    series: Mutex<Series>,
     ttft: Mutex<FastMap<String, Histogram>>,
     attempts: AtomicU64,
     in_flight: AtomicI64,
@@ -87,22 +96,24 @@ impl Metrics {
         attempts: u64,
         latency: Duration,
     ) {
-        if let Ok(mut m) = self.requests.lock() {
-            let series = match m.get_mut(deployment) {
+        if let Ok(mut series) = self.series.lock() {
+            let Series {
+                requests,
+                latency: by_model,
+            } = &mut *series;
+            let counts = match requests.get_mut(deployment) {
                 Some(s) => s,
-                None => m
+                None => requests
                     .entry(deployment.to_owned())
                     .or_insert_with(|| DeploymentCounts {
                         model: model.to_owned(),
                         counts: FastMap::default(),
                     }),
             };
-            *series.counts.entry((endpoint, status)).or_default() += 1;
-        }
-        if let Ok(mut m) = self.latency.lock() {
-            let by_endpoint = match m.get_mut(model) {
+            *counts.counts.entry((endpoint, status)).or_default() += 1;
+            let by_endpoint = match by_model.get_mut(model) {
                 Some(h) => h,
-                None => m.entry(model.to_owned()).or_default(),
+                None => by_model.entry(model.to_owned()).or_default(),
             };
             by_endpoint
                 .entry(endpoint)
@@ -125,8 +136,10 @@ impl Metrics {
     pub fn render(&self, app: &App) -> String {
         let mut out = String::with_capacity(4096);
         out.push_str("# HELP modelgate_requests_total Requests answered, by endpoint, model, deployment and status.\n# TYPE modelgate_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            let mut rows: Vec<(&str, &str, &str, u16, u64)> = m
+        let series = self.series.lock().ok();
+        if let Some(series) = &series {
+            let mut rows: Vec<(&str, &str, &str, u16, u64)> = series
+                .requests
                 .iter()
                 .flat_map(|(deployment, s)| {
                     s.counts.iter().map(move |((endpoint, status), v)| {
@@ -151,8 +164,9 @@ impl Metrics {
             }
         }
         out.push_str("# HELP modelgate_request_duration_seconds Time to the response (headers, for streams).\n# TYPE modelgate_request_duration_seconds histogram\n");
-        if let Ok(m) = self.latency.lock() {
-            let sorted: BTreeMap<(&str, &str), &Histogram> = m
+        if let Some(series) = &series {
+            let sorted: BTreeMap<(&str, &str), &Histogram> = series
+                .latency
                 .iter()
                 .flat_map(|(model, by)| by.iter().map(move |(e, h)| ((*e, model.as_str()), h)))
                 .collect();
