@@ -99,14 +99,13 @@ impl App {
 
     /// The model group of a deployment of the table served.
     pub fn model_of(&self, deployment: &str) -> Option<Arc<str>> {
-        self.models.load().get(deployment).cloned()
+        self.with_model_of(deployment, |model| model.cloned())
     }
 
-    /// `f` of the model group `deployment` serves (`""` when it serves none), without
-    /// taking a reference to the name (no shared count touched per request).
-    pub fn with_model_of<T>(&self, deployment: &str, f: impl FnOnce(&str) -> T) -> T {
-        let models = self.models.load();
-        f(models.get(deployment).map_or("", |m| &**m))
+    /// `f` of the model group `deployment` serves, if any, looked up in place (no shared
+    /// count touched unless `f` takes one).
+    pub fn with_model_of<T>(&self, deployment: &str, f: impl FnOnce(Option<&Arc<str>>) -> T) -> T {
+        f(self.models.load().get(deployment))
     }
 
     /// The revision and version served.

@@ -224,28 +224,31 @@ fn measured(
             .deployment()
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        app.with_model_of(deployment, |model| {
+        let streaming = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        // One lookup: the name read in place for the counts, taken for a stream's
+        // time to first token.
+        let stream_model = app.with_model_of(deployment, |model| {
             metrics.record(
                 endpoint,
-                model,
+                model.map_or("", |m| m),
                 deployment,
                 resp.status().as_u16(),
                 u64::from(outcome.attempts),
                 started.elapsed(),
             );
+            streaming.then(|| model.map_or_else(|| Arc::from(""), Arc::clone))
         });
-        let streaming = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
         let (parts, body) = resp.into_parts();
-        let body = if streaming {
-            let model: Arc<str> = app.model_of(deployment).unwrap_or_else(|| Arc::from(""));
-            let metrics = Arc::clone(metrics);
-            FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed()))
-                .boxed_unsync()
-        } else {
-            body
+        let body = match stream_model {
+            Some(model) => {
+                let metrics = Arc::clone(metrics);
+                FirstFrame::new(body, move || metrics.record_ttft(&model, started.elapsed()))
+                    .boxed_unsync()
+            }
+            None => body,
         };
         let resp = Response::from_parts(
             parts,

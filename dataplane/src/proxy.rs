@@ -298,8 +298,6 @@ impl Failure {
     }
 }
 
-/// The groups to try, in order, for a request of `model`, each with the model name to
-/// ask it for (borrowed from the router or from `model`).
 /// The groups a request may be served by, in the order they are tried, each with the
 /// model asked of it. Inline: a plan rarely has more than a few (no allocation).
 pub(crate) type Steps<'a> = SmallVec<[(usize, &'a str); 4]>;
@@ -307,6 +305,8 @@ pub(crate) type Steps<'a> = SmallVec<[(usize, &'a str); 4]>;
 /// Deployments, by index: those a request tried, or that could not take it.
 type Tried = SmallVec<[usize; 4]>;
 
+/// The groups to try, in order, for a request of `model`, each with the model name to
+/// ask it for (borrowed from the router or from `model`).
 pub(crate) fn plan<'a>(router: &'a Router, model: &'a str) -> Result<Steps<'a>, ApiError> {
     let mut steps = Steps::new();
     match router.route(model) {
@@ -853,11 +853,11 @@ async fn attempt(
         })?;
     if !stream {
         let timeout = Duration::from_millis(d.timeouts.request_ms);
-        // Pinned where it is built and raced with the timer in place: the exchange is a
-        // kilobyte, which `tokio::time::timeout` would move twice more.
         // The request's future is pinned here and driven through a reference, so the
         // exchange holds neither the request nor a second copy of that future.
         let mut request = std::pin::pin!(client.request(req));
+        // Pinned where it is built and raced with the timer in place, which
+        // `tokio::time::timeout` would move twice more.
         let exchange = std::pin::pin!(async {
             let answer = request.as_mut().await.map_err(connect_failure)?;
             let limit = if answer.status.is_success() {

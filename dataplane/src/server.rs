@@ -614,16 +614,6 @@ impl RequestId {
             RequestId::Made(id) => id,
         }
     }
-
-    /// The value as a header value.
-    pub fn to_header_value(&self) -> HeaderValue {
-        match self {
-            RequestId::Given(v) => v.clone(),
-            RequestId::Made(id) => {
-                HeaderValue::from_bytes(id).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-            }
-        }
-    }
 }
 
 /// Compares two secrets in time that depends only on their lengths.
@@ -678,20 +668,19 @@ pub struct ExtraHead {
 
 impl ExtraHead {
     /// The fields, in the order they are written.
-    pub fn fields(&self) -> impl Iterator<Item = (&'static str, &[u8])> {
-        // The names of [`X_MODELGATE_DEPLOYMENT`], [`X_MODELGATE_ATTEMPTS`] and
-        // [`X_REQUEST_ID`] (a test holds them equal).
+    pub fn fields(&self) -> impl Iterator<Item = (&'static http::HeaderName, &[u8])> {
+        /// Their names, made once (no name built and dropped per answer).
+        static NAMES: [http::HeaderName; 3] =
+            [X_MODELGATE_DEPLOYMENT, X_MODELGATE_ATTEMPTS, X_REQUEST_ID];
+        let [deployment, attempts, request_id] = &NAMES;
         [
             (
-                "x-modelgate-deployment",
+                deployment,
                 self.deployment.as_ref().map(HeaderValue::as_bytes),
             ),
+            (attempts, self.attempts.as_ref().map(HeaderValue::as_bytes)),
             (
-                "x-modelgate-attempts",
-                self.attempts.as_ref().map(HeaderValue::as_bytes),
-            ),
-            (
-                "x-request-id",
+                request_id,
                 self.request_id.as_ref().map(RequestId::as_bytes),
             ),
         ]
@@ -705,23 +694,17 @@ pub trait IntoAnswer: Send + 'static {
     /// The response and the extra headers.
     fn into_answer(self) -> (Response<Body>, ExtraHead);
 
-    /// The response with the extra headers inserted.
+    /// The response with the extra headers inserted (each value was a header value, or
+    /// hex digits: none fails the check).
     fn into_response(self) -> Response<Body>
     where
         Self: Sized,
     {
         let (mut resp, extra) = self.into_answer();
         let headers = resp.headers_mut();
-        for (name, value) in [
-            (X_MODELGATE_DEPLOYMENT, extra.deployment),
-            (X_MODELGATE_ATTEMPTS, extra.attempts),
-            (
-                X_REQUEST_ID,
-                extra.request_id.as_ref().map(RequestId::to_header_value),
-            ),
-        ] {
-            if let Some(value) = value {
-                headers.insert(name, value);
+        for (name, value) in extra.fields() {
+            if let Ok(value) = HeaderValue::from_bytes(value) {
+                headers.insert(name.clone(), value);
             }
         }
         resp
@@ -884,14 +867,13 @@ fn decide(app: &Arc<App>, req: ApiRequest) -> Next {
         }
     }
     // A stored response: to the deployment its id names.
-    if path.starts_with("/v1/responses/") || path.starts_with("/responses/") {
+    if let Some(prefix) = ["/v1/responses/", "/responses/"]
+        .into_iter()
+        .find(|p| path.starts_with(p))
+    {
         let app = Arc::clone(app);
         return Next::Later(Box::pin(async move {
-            let path = uri.path();
-            let rest = path
-                .strip_prefix("/v1/responses/")
-                .or_else(|| path.strip_prefix("/responses/"))
-                .unwrap_or_default();
+            let rest = &uri.path()[prefix.len()..];
             let (resp, deployment) =
                 crate::responses::by_id(&router, &app.client, &method, rest, uri.query(), &headers)
                     .await;
@@ -1136,23 +1118,16 @@ mod tests {
             deployment: Some(HeaderValue::from_static("ns/d")),
             attempts: None,
         };
-        let names: Vec<&str> = extra.fields().map(|(n, _)| n).collect();
-        assert_eq!(
-            names,
-            [X_MODELGATE_DEPLOYMENT.as_str(), X_REQUEST_ID.as_str()]
-        );
+        let names: Vec<http::HeaderName> = extra.fields().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, [X_MODELGATE_DEPLOYMENT, X_REQUEST_ID]);
         let all = ExtraHead {
             attempts: Some(attempts_value(2)),
             ..extra.clone()
         };
-        let names: Vec<&str> = all.fields().map(|(n, _)| n).collect();
+        let names: Vec<http::HeaderName> = all.fields().map(|(n, _)| n.clone()).collect();
         assert_eq!(
             names,
-            [
-                X_MODELGATE_DEPLOYMENT.as_str(),
-                X_MODELGATE_ATTEMPTS.as_str(),
-                X_REQUEST_ID.as_str()
-            ]
+            [X_MODELGATE_DEPLOYMENT, X_MODELGATE_ATTEMPTS, X_REQUEST_ID]
         );
         // Through hyper: inserted into the response's own headers.
         let resp = (ApiError::not_found("/x").into_response(), all).into_response();
@@ -1164,7 +1139,15 @@ mod tests {
         // A made id: 32 lower-case hex digits, the bits in order.
         let made = RequestId::made(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210);
         assert_eq!(made.as_bytes(), b"0123456789abcdeffedcba9876543210");
-        assert_eq!(made.to_header_value(), "0123456789abcdeffedcba9876543210");
+        let extra = ExtraHead {
+            request_id: Some(made),
+            ..ExtraHead::default()
+        };
+        let resp = (ApiError::not_found("/x").into_response(), extra).into_response();
+        assert_eq!(
+            resp.headers()[X_REQUEST_ID],
+            "0123456789abcdeffedcba9876543210"
+        );
         assert_eq!(RequestId::made(0).as_bytes(), &[b'0'; 32]);
     }
 

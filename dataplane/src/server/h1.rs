@@ -949,7 +949,7 @@ fn encode_head(
         out.extend_from_slice(b"\r\n");
     }
     for (name, value) in extra.fields() {
-        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");

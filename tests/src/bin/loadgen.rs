@@ -244,20 +244,18 @@ async fn run(args: &Args, threads: usize) -> Result<serde_json::Value, Error> {
         ours.extend(upstream.iter().filter(|p| !watched.contains(p)));
         let (from, to) = (plan.measure_from, plan.end);
         tokio::spawn(async move {
+            let read = || {
+                (
+                    cpu_ns(&watched),
+                    cpu_ns(&ours),
+                    machine_busy_ns(),
+                    cpu_ns(&upstream),
+                )
+            };
             tokio::time::sleep_until(from.into()).await;
-            let before = (
-                cpu_ns(&watched),
-                cpu_ns(&ours),
-                machine_busy_ns(),
-                cpu_ns(&upstream),
-            );
+            let before = read();
             tokio::time::sleep_until(to.into()).await;
-            let after = (
-                cpu_ns(&watched),
-                cpu_ns(&ours),
-                machine_busy_ns(),
-                cpu_ns(&upstream),
-            );
+            let after = read();
             let watched = after.0.saturating_sub(before.0);
             let upstream = after.3.saturating_sub(before.3);
             let other = match (before.2, after.2) {
@@ -313,10 +311,11 @@ async fn run(args: &Args, threads: usize) -> Result<serde_json::Value, Error> {
         (x * f).round() / f
     };
     let watched_ms = watched_ns.map(|ns| round(ns as f64 / 1e6, 1));
-    let watched_per_req = watched_ns.map(|ns| round(ns as f64 / 1e3 / (requests.max(1) as f64), 2));
+    // CPU nanoseconds as microseconds per request.
+    let per_req = |ns: u64| round(ns as f64 / 1e3 / (requests.max(1) as f64), 2);
+    let watched_per_req = watched_ns.map(per_req);
     let watched_busy = watched_ns.map(|ns| round(ns as f64 / 1e7 / measured, 1));
-    let upstream_per_req =
-        upstream_ns.map(|ns| round(ns as f64 / 1e3 / (requests.max(1) as f64), 2));
+    let upstream_per_req = upstream_ns.map(per_req);
     Ok(json!({
         "label": args.label,
         "url": args.url,
