@@ -247,13 +247,13 @@ struct Idle {
 
 impl Inner {
     /// Puts a connection whose answer was read to its end back in the pool.
-    fn put(&self, key: Key, conn: Connection) {
+    /// `now` is the time, read by the caller.
+    fn put(&self, key: Key, conn: Connection, now: Instant) {
         let Ok(mut idle) = self.idle.lock() else {
             return;
         };
         let list = &mut idle.entry(key).or_insert_with_key(Upstream::new).idle;
-        // The oldest are first: drop those past the idle timeout (one clock read).
-        let now = Instant::now();
+        // The oldest are first: drop those past the idle timeout.
         let expired = list
             .iter()
             .take_while(|e| now.saturating_duration_since(e.since) >= IDLE_TIMEOUT)
@@ -289,7 +289,17 @@ impl HttpClient {
         &self,
         req: Request<Full<Bytes>>,
     ) -> impl Future<Output = Result<Answer, RequestError>> + Send + '_ {
-        let mut p = match self.prepare(req) {
+        self.request_at(req, Instant::now())
+    }
+
+    /// [`HttpClient::request`], the time being `now` (read by the caller already): idle
+    /// connections are checked against it.
+    pub fn request_at(
+        &self,
+        req: Request<Full<Bytes>>,
+        now: Instant,
+    ) -> impl Future<Output = Result<Answer, RequestError>> + Send + '_ {
+        let mut p = match self.prepare(req, now) {
             Ok(p) => p,
             Err(e) => return futures_util::future::Either::Left(std::future::ready(Err(e))),
         };
@@ -304,7 +314,7 @@ impl HttpClient {
                 if let Err(e) = conn.write(&p.head, &p.body, p.coalesced).await {
                     if was_idle {
                         // Closed while idle: another idle one, or a new connection.
-                        p.reused = self.checkout(&p.key).0;
+                        p.reused = self.checkout(&p.key, Instant::now()).0;
                         continue;
                     }
                     return Err(RequestError::Send(e));
@@ -324,7 +334,7 @@ impl HttpClient {
                     whole: answer.whole,
                 };
                 if body.framing.is_done() {
-                    body.finish();
+                    body.finish(Instant::now());
                 }
                 return Ok(Answer {
                     status: answer.status,
@@ -338,7 +348,7 @@ impl HttpClient {
 
     /// What a request's exchange needs: its upstream, an idle connection to it if there
     /// is one, the head (with the body when small) and the body.
-    fn prepare(&self, req: Request<Full<Bytes>>) -> Result<Prepared, RequestError> {
+    fn prepare(&self, req: Request<Full<Bytes>>, now: Instant) -> Result<Prepared, RequestError> {
         let (parts, body) = req.into_parts();
         let uri = parts.uri;
         let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
@@ -348,7 +358,7 @@ impl HttpClient {
             https: *scheme == Scheme::HTTPS,
             authority: authority.clone(),
         };
-        let (reused, host) = self.checkout(&key);
+        let (reused, host) = self.checkout(&key, now);
         let host = match parts.headers.get(header::HOST) {
             Some(h) => h.clone(),
             None => host,
@@ -369,8 +379,8 @@ impl HttpClient {
     }
 
     /// The most recently used idle connection to `key` that is still open, if any, and
-    /// the upstream's `Host` header.
-    fn checkout(&self, key: &Key) -> (Option<Connection>, HeaderValue) {
+    /// the upstream's `Host` header; `now` is the time.
+    fn checkout(&self, key: &Key, now: Instant) -> (Option<Connection>, HeaderValue) {
         let Ok(mut idle) = self.inner.idle.lock() else {
             return (None, host_header(key.https, &key.authority));
         };
@@ -380,7 +390,8 @@ impl HttpClient {
         };
         let host = upstream.host.clone();
         while let Some(mut entry) = upstream.idle.pop() {
-            if entry.since.elapsed() < IDLE_TIMEOUT && entry.conn.is_reusable() {
+            if now.saturating_duration_since(entry.since) < IDLE_TIMEOUT && entry.conn.is_reusable()
+            {
                 return (Some(entry.conn), host);
             }
         }
@@ -482,8 +493,9 @@ impl std::fmt::Debug for UpstreamBody {
 impl UpstreamBody {
     /// The whole body, when its length is known and every byte of it has already been
     /// read with the head (the common case for small answers): taken at once, and the
-    /// connection goes back to the pool. `None` leaves the body as it was.
-    pub fn take_whole(&mut self, limit: usize) -> Option<Bytes> {
+    /// connection goes back to the pool (idle since `now`, the time read by the caller).
+    /// `None` leaves the body as it was.
+    pub fn take_whole(&mut self, limit: usize, now: Instant) -> Option<Bytes> {
         let n = usize::try_from(self.framing.exact()?).ok()?;
         if self.done || n > limit {
             return None;
@@ -499,18 +511,18 @@ impl UpstreamBody {
         };
         conn.buf.consume(n);
         self.framing = Framing::Length(0);
-        self.finish();
+        self.finish(now);
         Some(data)
     }
 
     /// The body is complete: its connection goes back to the pool when it may carry
-    /// another request and nothing unasked follows the answer.
-    fn finish(&mut self) {
+    /// another request and nothing unasked follows the answer (idle from `now`).
+    fn finish(&mut self, now: Instant) {
         self.done = true;
         if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take())
             && conn.buf.is_empty()
         {
-            back.pool.put(back.key, conn);
+            back.pool.put(back.key, conn, now);
         }
     }
 }
@@ -530,7 +542,7 @@ impl HttpBody for UpstreamBody {
         match ready!(conn.poll_body(cx, &mut this.framing)) {
             Some(Ok(data)) => {
                 if this.framing.is_done() {
-                    this.finish();
+                    this.finish(Instant::now());
                 }
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
@@ -540,7 +552,7 @@ impl HttpBody for UpstreamBody {
                 Poll::Ready(Some(Err(e)))
             }
             None => {
-                this.finish();
+                this.finish(Instant::now());
                 Poll::Ready(None)
             }
         }

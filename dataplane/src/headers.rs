@@ -51,10 +51,10 @@ impl RawHeaders {
 
     /// The (value start, value end) of the first field named `name` (case-insensitive).
     fn find(&self, name: &str) -> Option<(usize, usize)> {
+        let name = name.as_bytes();
         self.fields.iter().find_map(|&(ns, ne, vs, ve)| {
-            self.head[ns as usize..ne as usize]
-                .eq_ignore_ascii_case(name.as_bytes())
-                .then_some((vs as usize, ve as usize))
+            let field = self.head.get(ns as usize..ne as usize)?;
+            is_name(field, name).then_some((vs as usize, ve as usize))
         })
     }
 
@@ -67,6 +67,16 @@ impl RawHeaders {
     /// The first value of `name`, as a header value sharing the head's bytes.
     pub fn value(&self, name: &str) -> Option<HeaderValue> {
         let (start, end) = self.find(name)?;
+        HeaderValue::from_maybe_shared(self.head.slice(start..end)).ok()
+    }
+
+    /// The first value of `name`, as [`RawHeaders::value`]; a clone of `usual` (no
+    /// reference to the head kept, nothing checked) when it is that.
+    pub fn value_or(&self, name: &str, usual: &HeaderValue) -> Option<HeaderValue> {
+        let (start, end) = self.find(name)?;
+        if &self.head[start..end] == usual.as_bytes() {
+            return Some(usual.clone());
+        }
         HeaderValue::from_maybe_shared(self.head.slice(start..end)).ok()
     }
 
@@ -95,6 +105,20 @@ impl RawHeaders {
     }
 }
 
+/// `field` is `name`, ASCII case aside. Where `name` has a letter, setting bit 5 of the
+/// field's byte folds its case (and only a letter of either case becomes that letter);
+/// every other byte is compared as it is: a byte at a time, without the generic fold of
+/// both sides.
+#[inline]
+fn is_name(field: &[u8], name: &[u8]) -> bool {
+    field.len() == name.len()
+        && field.iter().zip(name).all(|(&f, &n)| {
+            let n = n.to_ascii_lowercase();
+            let fold = if n.is_ascii_lowercase() { 0x20 } else { 0 };
+            f | fold == n
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +141,35 @@ mod tests {
         let values: Vec<_> = back.get_all("x-a").iter().collect();
         assert_eq!(values, ["1", "2"]);
         assert!(RawHeaders::default().is_empty());
+    }
+
+    #[test]
+    fn names_match_as_ascii_case_insensitive_equality_does() {
+        let bytes: Vec<u8> = (0u8..=255).collect();
+        for name in [
+            &b"content-type"[..],
+            b"X-Api-Key",
+            b"a_b",
+            b"x~1",
+            b"",
+            b"@`[{",
+        ] {
+            // Every byte in every position of the name, against the generic fold.
+            for at in 0..name.len() {
+                for &b in &bytes {
+                    let mut field = name.to_vec();
+                    field[at] = b;
+                    assert_eq!(
+                        is_name(&field, name),
+                        field.eq_ignore_ascii_case(name),
+                        "{:?} vs {:?}",
+                        String::from_utf8_lossy(&field),
+                        String::from_utf8_lossy(name)
+                    );
+                }
+            }
+            assert!(is_name(name, name));
+            assert!(!is_name(&[name, b"x"].concat(), name));
+        }
     }
 }

@@ -205,7 +205,8 @@ fn measured(
             in_flight,
         } = &*public;
         let Some(endpoint) = endpoint_label(req.uri.path()) else {
-            let (resp, outcome) = server::public_with_outcome(Arc::clone(app), req).await;
+            let (resp, outcome) =
+                server::public_with_outcome(Arc::clone(app), req, Instant::now()).await;
             return (resp, outcome.extra);
         };
         // Held until the answer's body ends (a stream's last byte), so streams count.
@@ -218,8 +219,13 @@ fn measured(
         };
         let started = Instant::now();
         let guard = metrics.start();
-        let (resp, outcome) = server::public_with_outcome(Arc::clone(app), req).await;
+        let (resp, outcome) = server::public_with_outcome(Arc::clone(app), req, started).await;
         drop(guard);
+        // The answer's time as the proxy read it (no second clock read), else now.
+        let latency = outcome
+            .answered
+            .unwrap_or_else(Instant::now)
+            .saturating_duration_since(started);
         let deployment = outcome
             .deployment()
             .and_then(|v| v.to_str().ok())
@@ -237,7 +243,7 @@ fn measured(
                 deployment,
                 resp.status().as_u16(),
                 u64::from(outcome.attempts),
-                started.elapsed(),
+                latency,
             );
             streaming.then(|| model.map_or_else(|| Arc::from(""), Arc::clone))
         });

@@ -23,6 +23,9 @@ const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0,
 ];
 
+/// Observations by bucket: `counts[i]` holds those above `BUCKETS[i - 1]` and at most
+/// `BUCKETS[i]` (one increment per observation; the cumulative counts Prometheus wants
+/// are summed when rendered).
 #[derive(Debug, Default, Clone)]
 struct Histogram {
     counts: [u64; BUCKETS.len()],
@@ -32,31 +35,38 @@ struct Histogram {
 
 impl Histogram {
     fn observe(&mut self, seconds: f64) {
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if seconds <= *le {
-                self.counts[i] += 1;
-            }
+        if let Some(i) = BUCKETS.iter().position(|le| seconds <= *le) {
+            self.counts[i] += 1;
         }
         self.sum += seconds;
         self.count += 1;
     }
+
+    fn add(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts) {
+            *a += b;
+        }
+        self.sum += other.sum;
+        self.count += other.count;
+    }
 }
 
-/// Request counts of one deployment: `(endpoint, status) -> count`, with its model.
-#[derive(Debug, Default)]
-struct DeploymentCounts {
+/// What one deployment answered as one model: request counts by endpoint and status,
+/// and latency by endpoint. A deployment serves a handful of pairs, so they are short
+/// lists searched in place, not maps hashed per request.
+#[derive(Debug)]
+struct ModelSeries {
     model: String,
-    counts: FastMap<(&'static str, u16), u64>,
+    counts: Vec<(&'static str, u16, u64)>,
+    latency: Vec<(&'static str, Histogram)>,
 }
 
-/// The series every answered request updates, under one lock (one acquisition per
-/// request).
+/// The series every answered request updates, under one lock (one acquisition and one
+/// hash per request): by deployment, then by model (one, unless a table changed the
+/// deployment's model). Latency by model is summed over deployments when rendered.
 #[derive(Debug, Default)]
 struct Series {
-    /// By deployment.
-    requests: FastMap<String, DeploymentCounts>,
-    /// By model, then endpoint.
-    latency: FastMap<String, FastMap<&'static str, Histogram>>,
+    by_deployment: FastMap<String, Vec<ModelSeries>>,
 }
 
 /// Every metric of one data-plane process. Series are found by borrowed keys, so
@@ -97,28 +107,42 @@ impl Metrics {
         latency: Duration,
     ) {
         if let Ok(mut series) = self.series.lock() {
-            let Series {
-                requests,
-                latency: by_model,
-            } = &mut *series;
-            let counts = match requests.get_mut(deployment) {
-                Some(s) => s,
-                None => requests
-                    .entry(deployment.to_owned())
-                    .or_insert_with(|| DeploymentCounts {
+            let by_deployment = &mut series.by_deployment;
+            let models = match by_deployment.get_mut(deployment) {
+                Some(m) => m,
+                None => by_deployment.entry(deployment.to_owned()).or_default(),
+            };
+            let at = match models.iter().position(|m| m.model == model) {
+                Some(i) => i,
+                None => {
+                    models.push(ModelSeries {
                         model: model.to_owned(),
-                        counts: FastMap::default(),
-                    }),
+                        counts: Vec::new(),
+                        latency: Vec::new(),
+                    });
+                    models.len() - 1
+                }
             };
-            *counts.counts.entry((endpoint, status)).or_default() += 1;
-            let by_endpoint = match by_model.get_mut(model) {
-                Some(h) => h,
-                None => by_model.entry(model.to_owned()).or_default(),
+            let Some(s) = models.get_mut(at) else {
+                return;
             };
-            by_endpoint
-                .entry(endpoint)
-                .or_default()
-                .observe(latency.as_secs_f64());
+            match s
+                .counts
+                .iter_mut()
+                .find(|(e, st, _)| *e == endpoint && *st == status)
+            {
+                Some((_, _, n)) => *n += 1,
+                None => s.counts.push((endpoint, status, 1)),
+            }
+            let seconds = latency.as_secs_f64();
+            match s.latency.iter_mut().find(|(e, _)| *e == endpoint) {
+                Some((_, h)) => h.observe(seconds),
+                None => {
+                    let mut h = Histogram::default();
+                    h.observe(seconds);
+                    s.latency.push((endpoint, h));
+                }
+            }
         }
         self.attempts.fetch_add(attempts, Ordering::Relaxed);
     }
@@ -139,17 +163,19 @@ impl Metrics {
         let series = self.series.lock().ok();
         if let Some(series) = &series {
             let mut rows: Vec<(&str, &str, &str, u16, u64)> = series
-                .requests
+                .by_deployment
                 .iter()
-                .flat_map(|(deployment, s)| {
-                    s.counts.iter().map(move |((endpoint, status), v)| {
-                        (
-                            *endpoint,
-                            s.model.as_str(),
-                            deployment.as_str(),
-                            *status,
-                            *v,
-                        )
+                .flat_map(|(deployment, models)| {
+                    models.iter().flat_map(move |s| {
+                        s.counts.iter().map(move |(endpoint, status, v)| {
+                            (
+                                *endpoint,
+                                s.model.as_str(),
+                                deployment.as_str(),
+                                *status,
+                                *v,
+                            )
+                        })
                     })
                 })
                 .collect();
@@ -165,12 +191,16 @@ impl Metrics {
         }
         out.push_str("# HELP modelgate_request_duration_seconds Time to the response (headers, for streams).\n# TYPE modelgate_request_duration_seconds histogram\n");
         if let Some(series) = &series {
-            let sorted: BTreeMap<(&str, &str), &Histogram> = series
-                .latency
-                .iter()
-                .flat_map(|(model, by)| by.iter().map(move |(e, h)| ((*e, model.as_str()), h)))
-                .collect();
-            for ((endpoint, model), h) in sorted {
+            let mut sorted: BTreeMap<(&str, &str), Histogram> = BTreeMap::new();
+            for s in series.by_deployment.values().flatten() {
+                for (endpoint, h) in &s.latency {
+                    sorted
+                        .entry((*endpoint, s.model.as_str()))
+                        .or_default()
+                        .add(h);
+                }
+            }
+            for ((endpoint, model), h) in &sorted {
                 histogram(
                     &mut out,
                     "modelgate_request_duration_seconds",
@@ -249,8 +279,10 @@ impl Metrics {
 }
 
 fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
-    for (i, le) in BUCKETS.iter().enumerate() {
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {}", h.counts[i]);
+    let mut below = 0;
+    for (le, n) in BUCKETS.iter().zip(h.counts) {
+        below += n;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {below}");
     }
     let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.count);
     let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
@@ -313,5 +345,62 @@ impl<F: FnOnce() + Send + Unpin> HttpBody for FirstFrame<F> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(metrics: &Metrics) -> String {
+        let client = crate::client::build(None).expect("client");
+        metrics.render(&App::new(client))
+    }
+
+    #[test]
+    fn requests_and_latency_are_counted_by_their_labels() {
+        let m = Metrics::default();
+        let ms = Duration::from_millis;
+        m.record("chat", "gpt", "ns/a", 200, 1, ms(3));
+        m.record("chat", "gpt", "ns/a", 200, 1, ms(30));
+        m.record("chat", "gpt", "ns/a", 502, 2, ms(2000));
+        m.record("chat", "gpt", "ns/b", 200, 1, Duration::from_micros(100));
+        m.record("embeddings", "emb", "ns/c", 200, 1, ms(99_000));
+        // A table moved ns/b to another model: counted under that one from then on.
+        m.record("chat", "gpt-2", "ns/b", 200, 1, ms(7));
+        let text = rendered(&m);
+        for line in [
+            r#"modelgate_requests_total{endpoint="chat",model="gpt",deployment="ns/a",status="200"} 2"#,
+            r#"modelgate_requests_total{endpoint="chat",model="gpt",deployment="ns/a",status="502"} 1"#,
+            r#"modelgate_requests_total{endpoint="chat",model="gpt",deployment="ns/b",status="200"} 1"#,
+            r#"modelgate_requests_total{endpoint="chat",model="gpt-2",deployment="ns/b",status="200"} 1"#,
+            r#"modelgate_requests_total{endpoint="embeddings",model="emb",deployment="ns/c",status="200"} 1"#,
+            // Latency by model: ns/a and ns/b summed, the buckets cumulative.
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt",le="0.001"} 1"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt",le="0.0025"} 1"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt",le="0.005"} 2"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt",le="0.05"} 3"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt",le="2.5"} 4"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt",le="60"} 4"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt",le="+Inf"} 4"#,
+            r#"modelgate_request_duration_seconds_count{endpoint="chat",model="gpt"} 4"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="chat",model="gpt-2",le="0.01"} 1"#,
+            // Above the last bound: only in +Inf.
+            r#"modelgate_request_duration_seconds_bucket{endpoint="embeddings",model="emb",le="60"} 0"#,
+            r#"modelgate_request_duration_seconds_bucket{endpoint="embeddings",model="emb",le="+Inf"} 1"#,
+            "modelgate_upstream_attempts_total 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line}\n{text}");
+        }
+        let sum = text
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    r#"modelgate_request_duration_seconds_sum{endpoint="chat",model="gpt"} "#,
+                )
+            })
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("sum");
+        assert!((sum - 2.0331).abs() < 1e-9, "{sum}");
     }
 }

@@ -269,6 +269,29 @@ pub struct Served {
     pub deployment: Option<HeaderValue>,
     /// Attempts made.
     pub attempts: u32,
+    /// The answer's content type when it is not among the response's headers (the
+    /// connection writes it; no header map is built for the usual answer).
+    pub content_type: Option<HeaderValue>,
+    /// When the answer came (read once, for the deployment's latency and the metrics').
+    pub answered: Option<Instant>,
+}
+
+/// An attempt's answer: the response, its content type when kept apart from its
+/// headers, and when the answer came when that was read already.
+struct Answered {
+    response: Response<Body>,
+    content_type: Option<HeaderValue>,
+    at: Option<Instant>,
+}
+
+impl From<Response<Body>> for Answered {
+    fn from(response: Response<Body>) -> Self {
+        Answered {
+            response,
+            content_type: None,
+            at: None,
+        }
+    }
 }
 
 /// One failed attempt.
@@ -383,19 +406,24 @@ async fn within<F: Future>(
     .await
 }
 
-/// Serves one request whose body is `body` (already read and size-checked).
+/// Serves one request whose body is `body` (already read and size-checked), which came
+/// at `arrived` (the first routing decision and the first attempt's timeout run from
+/// there: no clock read for either).
 pub async fn serve(
     router: Arc<Router>,
     client: &HttpClient,
     endpoint: Endpoint,
     client_headers: &RawHeaders,
     body: Bytes,
+    arrived: Instant,
 ) -> Served {
     let dialect = endpoint.dialect();
     let fail = |error: ApiError, attempts| Served {
         response: error.into_response_as(dialect),
         deployment: None,
         attempts,
+        content_type: None,
+        answered: None,
     };
     let head = match read_head(endpoint, &body) {
         Ok(h) => h,
@@ -431,6 +459,8 @@ pub async fn serve(
         response: error.into_response_as(dialect),
         deployment: Some(id.clone()),
         attempts,
+        content_type: None,
+        answered: None,
     };
     let mut attempts = 0u32;
     let mut last: Option<ApiError> = None;
@@ -442,13 +472,15 @@ pub async fn serve(
     // The earliest a deployment that refused a reservation may be tried again.
     let mut limited_for: Option<Duration> = None;
     let mut next_step = 0;
+    // The time of the first routing decision: the request's arrival.
+    let mut arrival = Some(arrived);
     while let Some(&(g, group_model)) = steps.get(next_step) {
         next_step += 1;
         let mut tried = Tried::new();
         let mut unfit = Tried::new();
         let mut retries = None;
         loop {
-            let now = Instant::now();
+            let now = arrival.take().unwrap_or_else(Instant::now);
             let Some(t) = router.pick(g, &tried, now) else {
                 break;
             };
@@ -484,8 +516,14 @@ pub async fn serve(
                 }
             };
             tried.push(t);
+            // The first attempt starts when the request came, unless a rate limit's
+            // reservation (which may ask Redis) came between.
+            let started = if attempts == 0 && !reservation.is_counted() {
+                now
+            } else {
+                Instant::now()
+            };
             attempts += 1;
-            let started = Instant::now();
             let result = attempt(
                 &router,
                 client,
@@ -509,12 +547,17 @@ pub async fn serve(
             }
             drop(reservation);
             match result {
-                Ok(response) => {
-                    target.state.record_success(started.elapsed());
+                Ok(answered) => {
+                    let at = answered.at.unwrap_or_else(Instant::now);
+                    target
+                        .state
+                        .record_success(at.saturating_duration_since(started));
                     return Served {
-                        response,
+                        response: answered.response,
                         deployment: Some(target.id_header.clone()),
                         attempts,
+                        content_type: answered.content_type,
+                        answered: Some(at),
                     };
                 }
                 Err(f) if f.unfit => {
@@ -691,12 +734,17 @@ async fn serve_pinned(
         )
         .await;
         let error = match result {
-            Ok(response) => {
-                target.state.record_success(started.elapsed());
+            Ok(answered) => {
+                let at = answered.at.unwrap_or_else(Instant::now);
+                target
+                    .state
+                    .record_success(at.saturating_duration_since(started));
                 break Served {
-                    response,
+                    response: answered.response,
                     deployment: Some(target.id_header.clone()),
                     attempts,
+                    content_type: answered.content_type,
+                    answered: Some(at),
                 };
             }
             Err(f) if f.retryable => {
@@ -720,6 +768,8 @@ async fn serve_pinned(
                 response: error.into_response_as(Dialect::OpenAi),
                 deployment: Some(target.id_header.clone()),
                 attempts,
+                content_type: None,
+                answered: None,
             };
         }
         tracing::warn!(
@@ -745,7 +795,7 @@ async fn attempt(
     reservation: &Reservation,
     // When the attempt began (its whole-request timeout runs from there).
     started: Instant,
-) -> Result<Response<Body>, Failure> {
+) -> Result<Answered, Failure> {
     let target = &router.targets[t];
     let d = &target.spec;
     if !target.provider.serves(endpoint) {
@@ -829,10 +879,11 @@ async fn attempt(
         let answer = mock.answer(legs.upstream, &upstream, &request).await;
         drop(guard);
         if legs.is_passthrough() {
-            return Ok(answer);
+            return Ok(answer.into());
         }
         return translate_local(answer, legs, front_cx, back_cx, dialect)
             .await
+            .map(Answered::from)
             .map_err(Failure::of);
     }
     let req = target
@@ -855,27 +906,30 @@ async fn attempt(
         let timeout = Duration::from_millis(d.timeouts.request_ms);
         // The request's future is pinned here and driven through a reference, so the
         // exchange holds neither the request nor a second copy of that future.
-        let mut request = std::pin::pin!(client.request(req));
+        let mut request = std::pin::pin!(client.request_at(req, started));
         // Pinned where it is built and raced with the timer in place, which
         // `tokio::time::timeout` would move twice more.
         let exchange = std::pin::pin!(async {
             let answer = request.as_mut().await.map_err(connect_failure)?;
+            // When the answer came: for the pool, the deployment's latency and the
+            // metrics (one clock read).
+            let at = Instant::now();
             let limit = if answer.status.is_success() {
                 MAX_ANSWER_BODY.load(std::sync::atomic::Ordering::Relaxed)
             } else {
                 MAX_ERROR_BODY
             };
             let mut body = answer.body;
-            let bytes = match body.take_whole(limit) {
+            let bytes = match body.take_whole(limit, at) {
                 Some(whole) => whole,
                 // Boxed: a body that did not come whole with its head (chunked, large,
                 // slow) is the rare case, and collecting it takes hundreds of bytes.
                 None => Box::pin(read_upstream(body, limit)).await?,
             };
-            Ok::<_, Failure>((answer.status, answer.headers, bytes))
+            Ok::<_, Failure>((answer.status, answer.headers, bytes, at))
         });
         let deadline = tokio::time::Instant::from_std(started + timeout);
-        let (status, headers, bytes) = match within(deadline, exchange).await {
+        let (status, headers, bytes, at) = match within(deadline, exchange).await {
             Some(r) => r?,
             None => {
                 return Err(Failure::retryable(ApiError::timeout(format!(
@@ -908,14 +962,20 @@ async fn attempt(
             } else {
                 bytes
             };
-            let mut resp = Response::new(full(bytes));
-            copy_content_type(&headers, resp.headers_mut(), "application/json");
-            return Ok(resp);
+            return Ok(Answered {
+                response: Response::new(full(bytes)),
+                content_type: Some(content_type_of(&headers, &APPLICATION_JSON)),
+                at: Some(at),
+            });
         }
         let answer = legs
             .response(front_cx.as_ref(), back_cx.as_ref(), bytes)
             .map_err(Failure::of)?;
-        return Ok(json_answer(answer));
+        return Ok(Answered {
+            response: Response::new(full(answer)),
+            content_type: Some(APPLICATION_JSON.clone()),
+            at: Some(at),
+        });
     }
 
     // Streaming: headers and the first event within the first-byte timeout.
@@ -1086,7 +1146,7 @@ async fn attempt(
     let stream = tokio_stream_from(rx);
     let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
     if legs.is_passthrough() {
-        copy_content_type(&headers, resp.headers_mut(), "text/event-stream");
+        copy_content_type(&headers, resp.headers_mut(), &EVENT_STREAM);
     } else {
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -1095,7 +1155,7 @@ async fn attempt(
     }
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    Ok(resp)
+    Ok(resp.into())
 }
 
 /// Checks and reserves deployment `t`'s rate limits for this request (the token
@@ -1355,7 +1415,7 @@ fn connect_failure(e: crate::client::RequestError) -> Failure {
 }
 
 async fn read_upstream(mut body: UpstreamBody, limit: usize) -> Result<Bytes, Failure> {
-    if let Some(whole) = body.take_whole(limit) {
+    if let Some(whole) = body.take_whole(limit, Instant::now()) {
         return Ok(whole);
     }
     let limited = http_body_util::Limited::new(body, limit);
@@ -1383,16 +1443,20 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-fn copy_content_type(from: &RawHeaders, to: &mut HeaderMap, default: &'static str) {
-    let value = match from.get("content-type") {
-        None => HeaderValue::from_static(default),
-        // The usual one, made once.
-        Some(b"application/json") => HeaderValue::from_static("application/json"),
-        Some(_) => from
-            .value("content-type")
-            .unwrap_or_else(|| HeaderValue::from_static(default)),
-    };
-    to.insert(header::CONTENT_TYPE, value);
+fn copy_content_type(from: &RawHeaders, to: &mut HeaderMap, default: &'static HeaderValue) {
+    to.insert(header::CONTENT_TYPE, content_type_of(from, default));
+}
+
+/// `application/json`, checked once (`HeaderValue::from_static` checks every byte each
+/// time it runs); a clone shares the static bytes.
+static APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// `text/event-stream`, as [`APPLICATION_JSON`].
+static EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
+
+/// An upstream answer's content type, `default` when it has none.
+fn content_type_of(from: &RawHeaders, default: &'static HeaderValue) -> HeaderValue {
+    from.value_or("content-type", &APPLICATION_JSON)
+        .unwrap_or_else(|| default.clone())
 }
 
 /// An upstream's error answer as the client's error (the key cut out); the translators

@@ -648,7 +648,7 @@ fn attempts_value(n: u32) -> HeaderValue {
 
 /// The public OpenAI API, its answer with every header in it.
 pub async fn public(app: Arc<App>, req: ApiRequest) -> Response<Body> {
-    let (resp, outcome) = public_with_outcome(app, req).await;
+    let (resp, outcome) = public_with_outcome(app, req, std::time::Instant::now()).await;
     (resp, outcome.extra).into_response()
 }
 
@@ -658,6 +658,8 @@ pub async fn public(app: Arc<App>, req: ApiRequest) -> Response<Body> {
 /// inserts them ([`IntoAnswer::into_response`]).
 #[derive(Debug, Default, Clone)]
 pub struct ExtraHead {
+    /// `content-type`, when the response's own headers do not carry it.
+    pub content_type: Option<HeaderValue>,
     /// `x-request-id`.
     pub request_id: Option<RequestId>,
     /// `x-modelgate-deployment`: the deployment that answered (or gave the error).
@@ -670,10 +672,18 @@ impl ExtraHead {
     /// The fields, in the order they are written.
     pub fn fields(&self) -> impl Iterator<Item = (&'static http::HeaderName, &[u8])> {
         /// Their names, made once (no name built and dropped per answer).
-        static NAMES: [http::HeaderName; 3] =
-            [X_MODELGATE_DEPLOYMENT, X_MODELGATE_ATTEMPTS, X_REQUEST_ID];
-        let [deployment, attempts, request_id] = &NAMES;
+        static NAMES: [http::HeaderName; 4] = [
+            http::header::CONTENT_TYPE,
+            X_MODELGATE_DEPLOYMENT,
+            X_MODELGATE_ATTEMPTS,
+            X_REQUEST_ID,
+        ];
+        let [content_type, deployment, attempts, request_id] = &NAMES;
         [
+            (
+                content_type,
+                self.content_type.as_ref().map(HeaderValue::as_bytes),
+            ),
             (
                 deployment,
                 self.deployment.as_ref().map(HeaderValue::as_bytes),
@@ -731,6 +741,8 @@ pub struct Outcome {
     pub extra: ExtraHead,
     /// Attempts made.
     pub attempts: u32,
+    /// When the answer came from the deployment, when that was read.
+    pub answered: Option<std::time::Instant>,
 }
 
 impl Outcome {
@@ -747,12 +759,15 @@ impl Outcome {
 /// do. The request itself is taken apart here, not kept whole in the state of the
 /// request in flight: an async fn keeps each argument it was given for as long as it
 /// runs, and every caller that held it whole kept another copy.
+///
+/// `arrived` is when the request came (read once by the caller).
 pub fn public_with_outcome(
     app: Arc<App>,
     req: ApiRequest,
+    arrived: std::time::Instant,
 ) -> impl Future<Output = (Response<Body>, Outcome)> + Send + 'static {
     let id = request_id(&req.headers);
-    let next = decide(&app, req);
+    let next = decide(&app, req, arrived);
     async move {
         let mut outcome = Outcome::default();
         let resp = match next {
@@ -786,6 +801,7 @@ struct ProxyCall {
     endpoint: Endpoint,
     headers: RawHeaders,
     body: Bytes,
+    arrived: std::time::Instant,
 }
 
 impl ProxyCall {
@@ -802,17 +818,20 @@ impl ProxyCall {
             self.endpoint,
             &self.headers,
             self.body,
+            self.arrived,
         ))
         .await;
         outcome.extra.deployment = served.deployment;
         outcome.extra.attempts = Some(attempts_value(served.attempts));
+        outcome.extra.content_type = served.content_type;
         outcome.attempts = served.attempts;
+        outcome.answered = served.answered;
         served.response
     }
 }
 
 /// Reads a public request as far as that can go without waiting.
-fn decide(app: &Arc<App>, req: ApiRequest) -> Next {
+fn decide(app: &Arc<App>, req: ApiRequest, arrived: std::time::Instant) -> Next {
     let ApiRequest {
         method,
         uri,
@@ -900,6 +919,7 @@ fn decide(app: &Arc<App>, req: ApiRequest) -> Next {
                     endpoint,
                     headers,
                     body,
+                    arrived,
                 })
             }
             // A body not read yet is refused by its stated length before any of it is
@@ -937,6 +957,7 @@ fn decide(app: &Arc<App>, req: ApiRequest) -> Next {
                         endpoint,
                         headers,
                         body,
+                        arrived,
                     };
                     let resp = call.run(&app.client, &mut outcome).await;
                     (resp, outcome)
@@ -1114,6 +1135,7 @@ mod tests {
     #[test]
     fn extra_headers_are_written_in_order_or_inserted() {
         let extra = ExtraHead {
+            content_type: None,
             request_id: Some(RequestId::Given(HeaderValue::from_static("abc"))),
             deployment: Some(HeaderValue::from_static("ns/d")),
             attempts: None,
@@ -1122,18 +1144,25 @@ mod tests {
         assert_eq!(names, [X_MODELGATE_DEPLOYMENT, X_REQUEST_ID]);
         let all = ExtraHead {
             attempts: Some(attempts_value(2)),
+            content_type: Some(HeaderValue::from_static("application/json")),
             ..extra.clone()
         };
         let names: Vec<http::HeaderName> = all.fields().map(|(n, _)| n.clone()).collect();
         assert_eq!(
             names,
-            [X_MODELGATE_DEPLOYMENT, X_MODELGATE_ATTEMPTS, X_REQUEST_ID]
+            [
+                header::CONTENT_TYPE,
+                X_MODELGATE_DEPLOYMENT,
+                X_MODELGATE_ATTEMPTS,
+                X_REQUEST_ID
+            ]
         );
         // Through hyper: inserted into the response's own headers.
         let resp = (ApiError::not_found("/x").into_response(), all).into_response();
         assert_eq!(resp.headers()[X_REQUEST_ID], "abc");
         assert_eq!(resp.headers()[X_MODELGATE_DEPLOYMENT], "ns/d");
         assert_eq!(resp.headers()[X_MODELGATE_ATTEMPTS], "2");
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
         let plain = ApiError::not_found("/x").into_response().into_response();
         assert!(plain.headers().get(X_REQUEST_ID).is_none());
         // A made id: 32 lower-case hex digits, the bits in order.

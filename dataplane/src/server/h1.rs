@@ -250,8 +250,12 @@ pub(crate) fn parse_head(
         (None, length) => Framing::Length(length.unwrap_or(0)),
     };
     let (shared, whole) = copy_head(buf, len, &body, heads);
-    let uri = Uri::from_maybe_shared(shared.slice(target.0 as usize..target.1 as usize))
-        .map_err(|_| HeadError::Malformed("invalid request target"))?;
+    let target = target.0 as usize..target.1 as usize;
+    let uri = match known_target(&shared[target.clone()]) {
+        Some(uri) => uri,
+        None => Uri::from_maybe_shared(shared.slice(target))
+            .map_err(|_| HeadError::Malformed("invalid request target"))?,
+    };
     let headers = RawHeaders::new(shared, fields);
     let keep_alive = if version == Version::HTTP_11 {
         !close
@@ -361,6 +365,25 @@ impl Pump {
 
 // ---------------------------------------------------------------------------------------
 // Timers armed once per connection.
+
+/// The request target when it is one of the API's usual paths: parsed once and cloned
+/// (a static path: nothing counted or copied), not parsed per request.
+fn known_target(target: &[u8]) -> Option<Uri> {
+    const PATHS: [&str; 8] = [
+        "/v1/chat/completions",
+        "/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/messages",
+        "/v1/responses",
+        "/v1/models",
+        "/health/readiness",
+    ];
+    static KNOWN: std::sync::LazyLock<[Uri; 8]> =
+        std::sync::LazyLock::new(|| PATHS.map(Uri::from_static));
+    let i = PATHS.iter().position(|p| p.as_bytes() == target)?;
+    KNOWN.get(i).cloned()
+}
 
 /// A deadline checked by a timer that is registered once and moved only when it fires
 /// before the deadline (deadlines only move later, so that is at most once per timeout).
@@ -1162,6 +1185,31 @@ mod tests {
             push_number(&mut hex, n, 16);
             assert_eq!(&dec[..], n.to_string().as_bytes());
             assert_eq!(&hex[..], format!("{n:x}").as_bytes());
+        }
+    }
+
+    #[test]
+    fn usual_targets_are_the_uris_a_parse_gives() {
+        for path in [
+            "/v1/chat/completions",
+            "/chat/completions",
+            "/v1/embeddings",
+            "/health/readiness",
+        ] {
+            let known = known_target(path.as_bytes()).expect("known");
+            assert_eq!(known, Uri::from_static(path));
+            let h = head(&format!("POST {path} HTTP/1.1\r\nhost: x\r\n\r\n"));
+            assert_eq!(h.uri.path(), path);
+            assert_eq!(h.uri.query(), None);
+        }
+        // Anything else is parsed: a query, a longer or shorter path, another case.
+        for other in [
+            "/v1/chat/completions?x=1",
+            "/v1/chat/completions/",
+            "/v1/chat",
+            "/V1/models",
+        ] {
+            assert!(known_target(other.as_bytes()).is_none(), "{other}");
         }
     }
 
