@@ -112,37 +112,28 @@ impl Metrics {
                 Some(m) => m,
                 None => by_deployment.entry(deployment.to_owned()).or_default(),
             };
-            let at = match models.iter().position(|m| m.model == model) {
-                Some(i) => i,
-                None => {
-                    models.push(ModelSeries {
-                        model: model.to_owned(),
-                        counts: Vec::new(),
-                        latency: Vec::new(),
-                    });
-                    models.len() - 1
-                }
-            };
-            let Some(s) = models.get_mut(at) else {
-                return;
-            };
-            match s
-                .counts
-                .iter_mut()
-                .find(|(e, st, _)| *e == endpoint && *st == status)
-            {
-                Some((_, _, n)) => *n += 1,
-                None => s.counts.push((endpoint, status, 1)),
-            }
-            let seconds = latency.as_secs_f64();
-            match s.latency.iter_mut().find(|(e, _)| *e == endpoint) {
-                Some((_, h)) => h.observe(seconds),
-                None => {
-                    let mut h = Histogram::default();
-                    h.observe(seconds);
-                    s.latency.push((endpoint, h));
-                }
-            }
+            let s = entry(
+                models,
+                |m| m.model == model,
+                || ModelSeries {
+                    model: model.to_owned(),
+                    counts: Vec::new(),
+                    latency: Vec::new(),
+                },
+            );
+            entry(
+                &mut s.counts,
+                |(e, st, _)| *e == endpoint && *st == status,
+                || (endpoint, status, 0),
+            )
+            .2 += 1;
+            entry(
+                &mut s.latency,
+                |(e, _)| *e == endpoint,
+                || (endpoint, Histogram::default()),
+            )
+            .1
+            .observe(latency.as_secs_f64());
         }
         self.attempts.fetch_add(attempts, Ordering::Relaxed);
     }
@@ -276,6 +267,19 @@ impl Metrics {
         }
         out
     }
+}
+
+/// The item of `list` that `is` picks, pushed from `make` when there is none (the short
+/// lists of [`ModelSeries`]).
+fn entry<T>(list: &mut Vec<T>, is: impl Fn(&T) -> bool, make: impl FnOnce() -> T) -> &mut T {
+    let i = match list.iter().position(is) {
+        Some(i) => i,
+        None => {
+            list.push(make());
+            list.len() - 1
+        }
+    };
+    &mut list[i]
 }
 
 fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {

@@ -43,7 +43,7 @@ use crate::providers::{
     Endpoint, Legs, Provider, RequestContext, ResponseContext, StreamTranslator, legs,
     upstream_model,
 };
-use crate::router::{Route, Router, pick_alias_target};
+use crate::router::{Route, Router, Target, pick_alias_target};
 
 /// Longest error body read from an upstream.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -276,6 +276,35 @@ pub struct Served {
     pub answered: Option<Instant>,
 }
 
+impl Served {
+    /// A request no deployment answered: `response` is the error, from `deployment`
+    /// when one gave it.
+    fn failed(response: Response<Body>, deployment: Option<HeaderValue>, attempts: u32) -> Self {
+        Served {
+            response,
+            deployment,
+            attempts,
+            content_type: None,
+            answered: None,
+        }
+    }
+
+    /// `target`'s answer to the attempt begun at `started`, its latency recorded.
+    fn answered(target: &Target, answered: Answered, started: Instant, attempts: u32) -> Self {
+        let at = answered.at.unwrap_or_else(Instant::now);
+        target
+            .state
+            .record_success(at.saturating_duration_since(started));
+        Served {
+            response: answered.response,
+            deployment: Some(target.id_header.clone()),
+            attempts,
+            content_type: answered.content_type,
+            answered: Some(at),
+        }
+    }
+}
+
 /// An attempt's answer: the response, its content type when kept apart from its
 /// headers, and when the answer came when that was read already.
 struct Answered {
@@ -418,13 +447,8 @@ pub async fn serve(
     arrived: Instant,
 ) -> Served {
     let dialect = endpoint.dialect();
-    let fail = |error: ApiError, attempts| Served {
-        response: error.into_response_as(dialect),
-        deployment: None,
-        attempts,
-        content_type: None,
-        answered: None,
-    };
+    let fail =
+        |error: ApiError, attempts| Served::failed(error.into_response_as(dialect), None, attempts);
     let head = match read_head(endpoint, &body) {
         Ok(h) => h,
         Err(e) => return fail(e, 0),
@@ -455,12 +479,8 @@ pub async fn serve(
     let settings = router.settings();
     // An error an upstream gave names the deployment that gave it in
     // `x-modelgate-deployment` (and so in the metrics), as an answer does.
-    let upstream_error = |error: ApiError, attempts, id: &HeaderValue| Served {
-        response: error.into_response_as(dialect),
-        deployment: Some(id.clone()),
-        attempts,
-        content_type: None,
-        answered: None,
+    let upstream_error = |error: ApiError, attempts, id: &HeaderValue| {
+        Served::failed(error.into_response_as(dialect), Some(id.clone()), attempts)
     };
     let mut attempts = 0u32;
     let mut last: Option<ApiError> = None;
@@ -547,19 +567,7 @@ pub async fn serve(
             }
             drop(reservation);
             match result {
-                Ok(answered) => {
-                    let at = answered.at.unwrap_or_else(Instant::now);
-                    target
-                        .state
-                        .record_success(at.saturating_duration_since(started));
-                    return Served {
-                        response: answered.response,
-                        deployment: Some(target.id_header.clone()),
-                        attempts,
-                        content_type: answered.content_type,
-                        answered: Some(at),
-                    };
-                }
+                Ok(answered) => return Served::answered(target, answered, started, attempts),
                 Err(f) if f.unfit => {
                     tracing::debug!(
                         deployment = %target.spec.id,
@@ -734,19 +742,7 @@ async fn serve_pinned(
         )
         .await;
         let error = match result {
-            Ok(answered) => {
-                let at = answered.at.unwrap_or_else(Instant::now);
-                target
-                    .state
-                    .record_success(at.saturating_duration_since(started));
-                break Served {
-                    response: answered.response,
-                    deployment: Some(target.id_header.clone()),
-                    attempts,
-                    content_type: answered.content_type,
-                    answered: Some(at),
-                };
-            }
+            Ok(answered) => break Served::answered(target, answered, started, attempts),
             Err(f) if f.retryable => {
                 target.state.record_failure(
                     Instant::now(),
@@ -764,13 +760,11 @@ async fn serve_pinned(
         };
         let retryable = error.is_retryable() && attempts <= target.spec.retries;
         if !retryable {
-            break Served {
-                response: error.into_response_as(Dialect::OpenAi),
-                deployment: Some(target.id_header.clone()),
+            break Served::failed(
+                error.into_response_as(Dialect::OpenAi),
+                Some(target.id_header.clone()),
                 attempts,
-                content_type: None,
-                answered: None,
-            };
+            );
         }
         tracing::warn!(
             deployment = %target.spec.id,
@@ -1463,7 +1457,7 @@ fn content_type_of(from: &RawHeaders, default: &'static HeaderValue) -> HeaderVa
 /// read its headers whole.
 fn upstream_error(
     legs: &crate::providers::Legs,
-    target: &crate::router::Target,
+    target: &Target,
     status: http::StatusCode,
     headers: &RawHeaders,
     bytes: &Bytes,

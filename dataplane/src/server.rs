@@ -652,8 +652,8 @@ pub async fn public(app: Arc<App>, req: ApiRequest) -> Response<Body> {
     (resp, outcome.extra).into_response()
 }
 
-/// The headers an answer of the public API carries beside its own: the request's id and
-/// who answered. They are handed to the connection apart from the response, which writes
+/// The headers an answer of the public API carries beside its own: the request's id, who
+/// answered, and a forwarded answer's content type. They are handed to the connection apart from the response, which writes
 /// them into the head (no header-map insert per answer); a connection served by hyper
 /// inserts them ([`IntoAnswer::into_response`]).
 #[derive(Debug, Default, Clone)]

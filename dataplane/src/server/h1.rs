@@ -379,7 +379,7 @@ fn known_target(target: &[u8]) -> Option<Uri> {
         "/v1/models",
         "/health/readiness",
     ];
-    static KNOWN: std::sync::LazyLock<[Uri; 8]> =
+    static KNOWN: std::sync::LazyLock<[Uri; PATHS.len()]> =
         std::sync::LazyLock::new(|| PATHS.map(Uri::from_static));
     let i = PATHS.iter().position(|p| p.as_bytes() == target)?;
     KNOWN.get(i).cloned()
@@ -971,6 +971,8 @@ fn encode_head(
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    // An extra field is one the response does not carry itself (written once).
+    debug_assert!(extra.fields().all(|(name, _)| !headers.contains_key(name)));
     for (name, value) in extra.fields() {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
