@@ -179,6 +179,9 @@ pub enum RequestError {
     /// The request could not be sent or its answer's head could not be read.
     #[error("{0}")]
     Send(#[source] ExchangeError),
+    /// No answer head came before the request's deadline.
+    #[error("no answer before the deadline")]
+    TimedOut,
 }
 
 /// The upstream client: cheap to clone (one shared pool).
@@ -289,15 +292,18 @@ impl HttpClient {
         &self,
         req: Request<Full<Bytes>>,
     ) -> impl Future<Output = Result<Answer, RequestError>> + Send + '_ {
-        self.request_at(req, Instant::now())
+        self.request_at(req, Instant::now(), None)
     }
 
-    /// [`HttpClient::request`], the time being `now` (read by the caller already): idle
-    /// connections are checked against it.
+    /// [`HttpClient::request`], the time being `now` (read by the caller already: idle
+    /// connections are checked against it), failing with [`RequestError::TimedOut`] when
+    /// no answer head has come by `deadline`. The connection's own timer checks the
+    /// deadline (see [`crate::timer`]): no timer is registered per request.
     pub fn request_at(
         &self,
         req: Request<Full<Bytes>>,
         now: Instant,
+        deadline: Option<tokio::time::Instant>,
     ) -> impl Future<Output = Result<Answer, RequestError>> + Send + '_ {
         let mut p = match self.prepare(req, now) {
             Ok(p) => p,
@@ -309,20 +315,50 @@ impl HttpClient {
                     Some(c) => (c, true),
                     // Boxed: rare, and large (TCP, proxy tunnel, TLS); kept out of every
                     // request's state machine.
-                    None => (Box::pin(self.connect(&p.key, p.uri.clone())).await?, false),
+                    None => {
+                        let connect = Box::pin(self.connect(&p.key, p.uri.clone()));
+                        let conn = match deadline {
+                            Some(d) => tokio::time::timeout_at(d, connect)
+                                .await
+                                .map_err(|_| RequestError::TimedOut)??,
+                            None => connect.await?,
+                        };
+                        (conn, false)
+                    }
                 };
-                if let Err(e) = conn.write(&p.head, &p.body, p.coalesced).await {
-                    if was_idle {
-                        // Closed while idle: another idle one, or a new connection.
+                // The exchange, raced with the connection's timer (taken out of it while
+                // the exchange holds the connection).
+                let mut timer = std::mem::take(&mut conn.timer);
+                match deadline {
+                    Some(d) => timer.set(d),
+                    None => timer.clear(),
+                }
+                let exchanged = {
+                    let mut exchange =
+                        std::pin::pin!(conn.exchange(&p.head, &p.body, p.coalesced, &p.method));
+                    std::future::poll_fn(|cx| {
+                        if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
+                            return Poll::Ready(Some(out));
+                        }
+                        if timer.poll_expired(cx) {
+                            Poll::Ready(None)
+                        } else {
+                            Poll::Pending
+                        }
+                    })
+                    .await
+                };
+                conn.timer = timer;
+                let answer = match exchanged {
+                    Some(Ok(answer)) => answer,
+                    // Closed while idle: another idle one, or a new connection.
+                    Some(Err(ExchangeError::Write(_))) if was_idle => {
                         p.reused = self.checkout(&p.key, Instant::now()).0;
                         continue;
                     }
-                    return Err(RequestError::Send(e));
-                }
-                let answer = conn
-                    .read_head(&p.method)
-                    .await
-                    .map_err(RequestError::Send)?;
+                    Some(Err(e)) => return Err(RequestError::Send(e)),
+                    None => return Err(RequestError::TimedOut),
+                };
                 let mut body = UpstreamBody {
                     conn: Some(conn),
                     framing: answer.framing,

@@ -7,96 +7,150 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-/// Header fields over one shared buffer.
+/// Header fields over one shared buffer: the fields' table first, [`FIELD`] bytes per
+/// field (see [`put_field`]), then the bytes it points into. The table is written into the
+/// connection's buffer with the head's copy, so a head's fields take no allocation.
 #[derive(Clone, Debug, Default)]
 pub struct RawHeaders {
-    head: Bytes,
-    /// (name start, name end, value start, value end) in `head`.
-    fields: Vec<(u32, u32, u32, u32)>,
+    buf: Bytes,
+    count: u32,
+}
+
+/// The size of one field in a [`RawHeaders`] table: name start, name end, value start and
+/// value end, offsets in the whole buffer, as little-endian `u32`s.
+pub(crate) const FIELD: usize = 16;
+
+/// The offset at byte `at` of a table's field.
+#[inline(always)]
+fn offset(field: &[u8; FIELD], at: usize) -> usize {
+    u32::from_le_bytes([field[at], field[at + 1], field[at + 2], field[at + 3]]) as usize
+}
+
+/// Appends one field to a table (see [`RawHeaders`]).
+pub(crate) fn put_field(out: &mut BytesMut, (ns, ne, vs, ve): (u32, u32, u32, u32)) {
+    let mut field = [0u8; FIELD];
+    field[..4].copy_from_slice(&ns.to_le_bytes());
+    field[4..8].copy_from_slice(&ne.to_le_bytes());
+    field[8..12].copy_from_slice(&vs.to_le_bytes());
+    field[12..].copy_from_slice(&ve.to_le_bytes());
+    out.put_slice(&field);
 }
 
 impl RawHeaders {
-    /// Fields at the given ranges of `head` (every range within it, names and values
-    /// checked by the parser that found them).
-    pub(crate) fn new(head: Bytes, fields: Vec<(u32, u32, u32, u32)>) -> Self {
+    /// The `count` fields whose table starts `buf` (every range within it, names and
+    /// values checked by the parser that found them).
+    pub(crate) fn from_table(buf: Bytes, count: usize) -> Self {
+        let headers = RawHeaders {
+            count: u32::try_from(count).unwrap_or(0),
+            buf,
+        };
+        debug_assert!(headers.buf.len() >= count * FIELD);
         debug_assert!(
-            fields
-                .iter()
-                .all(|f| f.1 as usize <= head.len() && f.3 as usize <= head.len())
+            headers
+                .fields()
+                .all(|f| f.1 <= headers.buf.len() && f.3 <= headers.buf.len())
         );
-        RawHeaders { head, fields }
+        headers
+    }
+
+    /// The fields' table.
+    fn table(&self) -> &[[u8; FIELD]] {
+        let bytes = self
+            .buf
+            .get(..self.count as usize * FIELD)
+            .unwrap_or_default();
+        bytes.as_chunks::<FIELD>().0
+    }
+
+    /// The fields' ranges: (name start, name end, value start, value end).
+    fn fields(&self) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
+        self.table()
+            .iter()
+            .map(|f| (offset(f, 0), offset(f, 4), offset(f, 8), offset(f, 12)))
     }
 
     /// The fields of `map`, in its order (a request that came through hyper, or a test's).
     pub fn from_map(map: &HeaderMap) -> Self {
-        let mut head = BytesMut::new();
-        let mut fields = Vec::with_capacity(map.len());
+        let mut text = Vec::new();
+        let mut ranges = Vec::with_capacity(map.len());
         for (name, value) in map {
+            let ns = text.len();
+            text.extend_from_slice(name.as_str().as_bytes());
+            let ne = text.len();
+            text.extend_from_slice(value.as_bytes());
+            ranges.push((ns, ne, text.len()));
+        }
+        let base = ranges.len() * FIELD;
+        let mut buf = BytesMut::with_capacity(base + text.len());
+        let mut count = 0;
+        for (ns, ne, ve) in ranges {
             let (Ok(ns), Ok(ne), Ok(ve)) = (
-                u32::try_from(head.len()),
-                u32::try_from(head.len() + name.as_str().len()),
-                u32::try_from(head.len() + name.as_str().len() + value.len()),
+                u32::try_from(base + ns),
+                u32::try_from(base + ne),
+                u32::try_from(base + ve),
             ) else {
                 break;
             };
-            head.put_slice(name.as_str().as_bytes());
-            head.put_slice(value.as_bytes());
-            fields.push((ns, ne, ne, ve));
+            put_field(&mut buf, (ns, ne, ne, ve));
+            count += 1;
         }
-        RawHeaders {
-            head: head.freeze(),
-            fields,
-        }
+        // Fields left out (past 4 GiB) leave their table slots unwritten: pad them.
+        buf.resize(base, 0);
+        buf.put_slice(&text);
+        RawHeaders::from_table(buf.freeze(), count)
     }
 
     /// The (value start, value end) of the first field named `name` (case-insensitive).
     fn find(&self, name: &str) -> Option<(usize, usize)> {
         let name = name.as_bytes();
-        self.fields.iter().find_map(|&(ns, ne, vs, ve)| {
-            let field = self.head.get(ns as usize..ne as usize)?;
-            is_name(field, name).then_some((vs as usize, ve as usize))
+        self.table().iter().find_map(|f| {
+            let field = self.buf.get(offset(f, 0)..offset(f, 4))?;
+            is_name(field, name).then(|| (offset(f, 8), offset(f, 12)))
         })
     }
 
     /// The first value of `name` (case-insensitive), as bytes.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         let (start, end) = self.find(name)?;
-        Some(&self.head[start..end])
+        self.buf.get(start..end)
     }
 
     /// The first value of `name`, as a header value sharing the head's bytes.
     pub fn value(&self, name: &str) -> Option<HeaderValue> {
         let (start, end) = self.find(name)?;
-        HeaderValue::from_maybe_shared(self.head.slice(start..end)).ok()
+        HeaderValue::from_maybe_shared(self.buf.slice(start..end)).ok()
     }
 
     /// The first value of `name`, as [`RawHeaders::value`]; a clone of `usual` (no
     /// reference to the head kept, nothing checked) when it is that.
     pub fn value_or(&self, name: &str, usual: &HeaderValue) -> Option<HeaderValue> {
         let (start, end) = self.find(name)?;
-        if &self.head[start..end] == usual.as_bytes() {
+        if self.buf.get(start..end) == Some(usual.as_bytes()) {
             return Some(usual.clone());
         }
-        HeaderValue::from_maybe_shared(self.head.slice(start..end)).ok()
+        HeaderValue::from_maybe_shared(self.buf.slice(start..end)).ok()
     }
 
     /// How many fields there are.
     pub fn len(&self) -> usize {
-        self.fields.len()
+        self.count as usize
     }
 
     /// True when there are none.
     pub fn is_empty(&self) -> bool {
-        self.fields.is_empty()
+        self.count == 0
     }
 
     /// Every field in a `HeaderMap` (values share the head's bytes).
     pub fn to_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.fields.len());
-        for &(ns, ne, vs, ve) in &self.fields {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&self.head[ns as usize..ne as usize]),
-                HeaderValue::from_maybe_shared(self.head.slice(vs as usize..ve as usize)),
+        let mut map = HeaderMap::with_capacity(self.len());
+        for (ns, ne, vs, ve) in self.fields() {
+            if let (Some(name), Some(value)) = (
+                self.buf.get(ns..ne),
+                self.buf.get(vs..ve).map(|_| self.buf.slice(vs..ve)),
+            ) && let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_maybe_shared(value),
             ) {
                 map.append(name, value);
             }

@@ -4,7 +4,7 @@
 //! It accepts exactly what `serde_json::from_slice::<IgnoredAny>` accepts (the fuzz target
 //! `json_valid` holds the two to each other): RFC 8259 grammar, any nesting depth, string
 //! bytes unchecked beyond control characters and escapes (as serde_json skips strings it
-//! does not keep). In one pass and without allocating below 128 levels of nesting, at a
+//! does not keep). In one pass and without allocating below 64 levels of nesting, at a
 //! third of the cost of driving serde's deserializer to ignore a value.
 
 /// Bytes that end a run of plain string bytes: `"`, `\` and control characters.
@@ -20,52 +20,56 @@ const STRING_STOP: [bool; 256] = {
     t
 };
 
-/// Open containers, innermost last: `true` for an object. The first 128 levels are bits
-/// of one integer; deeper ones (which serde_json also follows) a vector.
+/// Open containers, the innermost in bit 0 of `bits` (set for an object). Up to 64 levels
+/// are bits of one integer; a deeper level (which serde_json also follows) pushes the
+/// outermost bit to `deeper` and takes it back when it closes.
 struct Nesting {
-    bits: u128,
+    bits: u64,
     depth: usize,
     deeper: Vec<bool>,
 }
 
 impl Nesting {
+    fn new() -> Self {
+        Nesting {
+            bits: 0,
+            depth: 0,
+            deeper: Vec::new(),
+        }
+    }
+
     #[inline(always)]
     fn push(&mut self, object: bool) {
-        if self.depth < 128 {
-            let bit = 1u128 << self.depth;
-            if object {
-                self.bits |= bit;
-            } else {
-                self.bits &= !bit;
-            }
-        } else {
-            self.deeper.push(object);
+        if self.depth >= 64 {
+            self.deeper.push(self.bits >> 63 != 0);
         }
+        self.bits = (self.bits << 1) | u64::from(object);
         self.depth += 1;
     }
 
     /// The innermost open container (`true`: object); only called when one is open.
     #[inline(always)]
     fn top_is_object(&self) -> bool {
-        if self.depth > 128 {
-            self.deeper.last().copied().unwrap_or(false)
-        } else {
-            self.bits & (1u128 << (self.depth - 1)) != 0
-        }
+        self.bits & 1 != 0
     }
 
     #[inline(always)]
     fn pop(&mut self) {
-        if self.depth > 128 {
-            self.deeper.pop();
-        }
+        self.bits >>= 1;
         self.depth -= 1;
+        if self.depth >= 64 && self.deeper.pop() == Some(true) {
+            self.bits |= 1 << 63;
+        }
     }
 }
 
 /// The first byte at or after `i` that is not JSON whitespace.
 #[inline(always)]
 fn ws(b: &[u8], mut i: usize) -> usize {
+    // Compact JSON has none: one test for the usual case (whitespace is at most b' ').
+    if b.get(i).is_some_and(|c| *c > b' ') {
+        return i;
+    }
     while let Some(b' ' | b'\n' | b'\t' | b'\r') = b.get(i) {
         i += 1;
     }
@@ -199,81 +203,84 @@ fn literal_end(b: &[u8], i: usize, word: &[u8]) -> Option<usize> {
     (b.get(i..i + word.len())? == word).then_some(i + word.len())
 }
 
+/// The byte at `i`, or the first after it that is not whitespace, and its position.
+/// Compact JSON has no whitespace between tokens: one test for the usual case (JSON's
+/// whitespace bytes are all at most `b' '`).
+#[inline(always)]
+fn token(b: &[u8], i: usize) -> Option<(u8, usize)> {
+    let c = *b.get(i)?;
+    if c > b' ' {
+        return Some((c, i));
+    }
+    let i = ws(b, i);
+    Some((*b.get(i)?, i))
+}
+
 /// After the key at `i` (whitespace before it included) and its colon.
 #[inline(always)]
 fn key_end(b: &[u8], i: usize) -> Option<usize> {
-    let i = ws(b, i);
-    if b.get(i) != Some(&b'"') {
+    let (c, i) = token(b, i)?;
+    if c != b'"' {
         return None;
     }
-    let i = ws(b, string_end(b, i + 1)?);
-    (b.get(i) == Some(&b':')).then_some(i + 1)
+    let (c, i) = token(b, string_end(b, i + 1)?)?;
+    (c == b':').then_some(i + 1)
 }
 
 /// True when `bytes` is one JSON value, with whitespace around it only.
 pub fn is_valid(bytes: &[u8]) -> bool {
-    skip_value(bytes, 0) == Some(bytes.len())
+    skip_value(bytes, 0).is_some_and(|end| ws(bytes, end) == bytes.len())
 }
 
-/// Skips the JSON value at `i` (whitespace around it included): the position after it,
-/// or `None` when there is no valid value there.
+/// Skips the JSON value at `i` (whitespace before it included): the position just after
+/// it, or `None` when there is no valid value there.
 fn skip_value(b: &[u8], mut i: usize) -> Option<usize> {
-    let mut open = Nesting {
-        bits: 0,
-        depth: 0,
-        deeper: Vec::new(),
-    };
+    let mut open = Nesting::new();
     'value: loop {
-        i = ws(b, i);
-        i = match *b.get(i)? {
+        let (c, at) = token(b, i)?;
+        i = match c {
+            b'"' => string_end(b, at + 1)?,
             b'{' => {
-                i = ws(b, i + 1);
-                if b.get(i) == Some(&b'}') {
-                    i + 1
+                let (c, at) = token(b, at + 1)?;
+                if c == b'}' {
+                    at + 1
                 } else {
                     open.push(true);
-                    i = key_end(b, i)?;
+                    i = key_end(b, at)?;
                     continue 'value;
                 }
             }
             b'[' => {
-                i = ws(b, i + 1);
-                if b.get(i) == Some(&b']') {
-                    i + 1
+                let (c, at) = token(b, at + 1)?;
+                if c == b']' {
+                    at + 1
                 } else {
                     open.push(false);
+                    i = at;
                     continue 'value;
                 }
             }
-            b'"' => string_end(b, i + 1)?,
-            b't' => literal_end(b, i, b"true")?,
-            b'f' => literal_end(b, i, b"false")?,
-            b'n' => literal_end(b, i, b"null")?,
-            b'-' | b'0'..=b'9' => number_end(b, i)?,
+            b'-' | b'0'..=b'9' => number_end(b, at)?,
+            b't' => literal_end(b, at, b"true")?,
+            b'f' => literal_end(b, at, b"false")?,
+            b'n' => literal_end(b, at, b"null")?,
             _ => return None,
         };
         // After a value: a comma, or the end of its containers.
-        loop {
-            i = ws(b, i);
-            if open.depth == 0 {
-                return Some(i);
-            }
+        while open.depth > 0 {
+            let (c, at) = token(b, i)?;
             let object = open.top_is_object();
-            match b.get(i) {
-                Some(b',') => {
-                    i += 1;
-                    if object {
-                        i = key_end(b, i)?;
-                    }
-                    continue 'value;
-                }
-                Some(b'}') if object => {}
-                Some(b']') if !object => {}
-                _ => return None,
+            if c == b',' {
+                i = if object { key_end(b, at + 1)? } else { at + 1 };
+                continue 'value;
             }
-            i += 1;
+            if c != if object { b'}' } else { b']' } {
+                return None;
+            }
+            i = at + 1;
             open.pop();
         }
+        return Some(i);
     }
 }
 
@@ -292,49 +299,52 @@ pub struct ModelAndStream<'a> {
 /// or `stream` given twice.
 pub fn model_and_stream(b: &[u8]) -> Option<ModelAndStream<'_>> {
     let mut found = ModelAndStream::default();
-    let mut i = ws(b, 0);
-    if b.get(i) != Some(&b'{') {
+    let (c, i) = token(b, 0)?;
+    if c != b'{' {
         return None;
     }
-    i = ws(b, i + 1);
-    if b.get(i) == Some(&b'}') {
+    let (c, mut i) = token(b, i + 1)?;
+    if c == b'}' {
         i += 1;
     } else {
         loop {
-            i = ws(b, i);
-            if b.get(i) != Some(&b'"') {
+            let (c, at) = token(b, i)?;
+            if c != b'"' {
                 return None;
             }
-            let start = i + 1;
-            let end = string_end(b, start)?;
-            let key = &b[start..end - 1];
-            // An escape in the key: serde_json compares the unescaped key.
-            if key.contains(&b'\\') || (!key.is_ascii() && std::str::from_utf8(key).is_err()) {
+            let start = at + 1;
+            // A key that is not plain bytes up to its quote (an escape: serde_json
+            // compares the unescaped key; a control character: invalid) is the full
+            // parser's.
+            let end = plain_run(b, start);
+            if b.get(end) != Some(&b'"') {
                 return None;
             }
-            i = ws(b, end);
-            if b.get(i) != Some(&b':') {
+            let key = &b[start..end];
+            if !key.is_ascii() && std::str::from_utf8(key).is_err() {
                 return None;
             }
-            let value_start = ws(b, i + 1);
+            let (c, at) = token(b, end + 1)?;
+            if c != b':' {
+                return None;
+            }
+            let (_, value_start) = token(b, at + 1)?;
             i = skip_value(b, value_start)?;
-            let value = b[value_start..i].trim_ascii_end();
             let slot = match key {
                 b"model" => Some(&mut found.model),
                 b"stream" => Some(&mut found.stream),
                 _ => None,
             };
             if let Some(slot) = slot
-                && slot.replace(value).is_some()
+                && slot.replace(&b[value_start..i]).is_some()
             {
                 return None;
             }
-            match b.get(i) {
-                Some(b',') => i += 1,
-                Some(b'}') => {
-                    i += 1;
-                    break;
-                }
+            let (c, at) = token(b, i)?;
+            i = at + 1;
+            match c {
+                b',' => {}
+                b'}' => break,
                 _ => return None,
             }
         }

@@ -35,6 +35,7 @@ pub mod rt;
 pub mod server;
 pub mod sse;
 pub mod table;
+mod timer;
 pub mod tls;
 
 use std::net::SocketAddr;

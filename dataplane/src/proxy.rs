@@ -36,7 +36,7 @@ use smallvec::SmallVec;
 use tokio::sync::mpsc;
 
 use crate::body::{Body, BoxError, full};
-use crate::client::{HttpClient, RawHeaders, UpstreamBody};
+use crate::client::{HttpClient, RawHeaders, RequestError, UpstreamBody};
 use crate::errors::{ApiError, Dialect};
 use crate::limits::{Reservation, StreamUsage};
 use crate::providers::{
@@ -897,40 +897,38 @@ async fn attempt(
             unfit: false,
         })?;
     if !stream {
-        let timeout = Duration::from_millis(d.timeouts.request_ms);
-        // The request's future is pinned here and driven through a reference, so the
-        // exchange holds neither the request nor a second copy of that future.
-        let mut request = std::pin::pin!(client.request_at(req, started));
-        // Pinned where it is built and raced with the timer in place, which
-        // `tokio::time::timeout` would move twice more.
-        let exchange = std::pin::pin!(async {
-            let answer = request.as_mut().await.map_err(connect_failure)?;
-            // When the answer came: for the pool, the deployment's latency and the
-            // metrics (one clock read).
-            let at = Instant::now();
-            let limit = if answer.status.is_success() {
-                MAX_ANSWER_BODY.load(std::sync::atomic::Ordering::Relaxed)
-            } else {
-                MAX_ERROR_BODY
-            };
-            let mut body = answer.body;
-            let bytes = match body.take_whole(limit, at) {
-                Some(whole) => whole,
-                // Boxed: a body that did not come whole with its head (chunked, large,
-                // slow) is the rare case, and collecting it takes hundreds of bytes.
-                None => Box::pin(read_upstream(body, limit)).await?,
-            };
-            Ok::<_, Failure>((answer.status, answer.headers, bytes, at))
-        });
-        let deadline = tokio::time::Instant::from_std(started + timeout);
-        let (status, headers, bytes, at) = match within(deadline, exchange).await {
-            Some(r) => r?,
-            None => {
-                return Err(Failure::retryable(ApiError::timeout(format!(
-                    "deployment {} did not answer within {}ms",
-                    d.id, d.timeouts.request_ms
-                ))));
-            }
+        let deadline =
+            tokio::time::Instant::from_std(started + Duration::from_millis(d.timeouts.request_ms));
+        let timed_out = || {
+            Failure::retryable(ApiError::timeout(format!(
+                "deployment {} did not answer within {}ms",
+                d.id, d.timeouts.request_ms
+            )))
+        };
+        // The head within the deadline (the upstream connection's timer checks it).
+        let answer = match client.request_at(req, started, Some(deadline)).await {
+            Ok(answer) => answer,
+            Err(RequestError::TimedOut) => return Err(timed_out()),
+            Err(e) => return Err(connect_failure(e)),
+        };
+        // When the answer came: for the pool, the deployment's latency and the metrics
+        // (one clock read).
+        let at = Instant::now();
+        let limit = if answer.status.is_success() {
+            MAX_ANSWER_BODY.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            MAX_ERROR_BODY
+        };
+        let (status, headers, mut body) = (answer.status, answer.headers, answer.body);
+        let bytes = match body.take_whole(limit, at) {
+            Some(whole) => whole,
+            // A body that did not come whole with its head (chunked, large, slow), within
+            // the same deadline. Boxed: the rare case, and collecting it takes hundreds of
+            // bytes.
+            None => match within(deadline, Box::pin(read_upstream(body, limit)).as_mut()).await {
+                Some(read) => read?,
+                None => return Err(timed_out()),
+            },
         };
         drop(guard);
         if !status.is_success() {
@@ -975,16 +973,18 @@ async fn attempt(
     // Streaming: headers and the first event within the first-byte timeout.
     let first_byte = Duration::from_millis(d.timeouts.stream_first_byte_ms);
     let idle = Duration::from_millis(d.timeouts.stream_idle_ms);
-    let deadline = tokio::time::Instant::now() + first_byte;
+    let now = Instant::now();
+    let deadline = tokio::time::Instant::from_std(now + first_byte);
     let timed_out = || {
         Failure::retryable(ApiError::timeout(format!(
             "deployment {} sent no first byte within {}ms",
             d.id, d.timeouts.stream_first_byte_ms
         )))
     };
-    let resp = match tokio::time::timeout_at(deadline, client.request(req)).await {
-        Ok(r) => r.map_err(connect_failure)?,
-        Err(_) => return Err(timed_out()),
+    let resp = match client.request_at(req, now, Some(deadline)).await {
+        Ok(r) => r,
+        Err(RequestError::TimedOut) => return Err(timed_out()),
+        Err(e) => return Err(connect_failure(e)),
     };
     let crate::client::Answer {
         status,

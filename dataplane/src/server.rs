@@ -34,6 +34,7 @@ use crate::headers::RawHeaders;
 use crate::info;
 use crate::providers::Endpoint;
 use crate::proxy;
+use crate::timer::LazyTimer;
 use crate::tls::ReloadingTls;
 
 /// Response headers set on every answer (names made once, not parsed per request).
@@ -391,24 +392,23 @@ async fn refuse(mut stream: tokio::net::TcpStream, limit: usize) {
 
 /// A connection that fails once it has made no progress (no byte read or written) for
 /// `timeout` while waiting on its peer. Progress is noted with a clock read; the timer is
-/// only armed when a read or write has to wait.
+/// only checked when a read or write has to wait, and is lazy (see [`crate::timer`]).
 #[derive(Debug)]
 pub struct IdleIo<IO> {
     pub(crate) io: IO,
     timeout: Duration,
     last: tokio::time::Instant,
-    timer: Pin<Box<tokio::time::Sleep>>,
+    timer: LazyTimer,
 }
 
 impl<IO> IdleIo<IO> {
     /// Wraps `io`.
     pub fn new(io: IO, timeout: Duration) -> Self {
-        let now = tokio::time::Instant::now();
         IdleIo {
             io,
             timeout,
-            last: now,
-            timer: Box::pin(tokio::time::sleep_until(now + timeout)),
+            last: tokio::time::Instant::now(),
+            timer: LazyTimer::new(),
         }
     }
 
@@ -427,18 +427,14 @@ impl<IO> IdleIo<IO> {
     /// while the connection has made progress since is moved to the new deadline then
     /// (once per timeout, not once per wait).
     fn waiting(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
-        loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let deadline = self.last + self.timeout;
-            if deadline <= tokio::time::Instant::now() {
-                return Poll::Ready(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no progress for {:?}", self.timeout),
-                ));
-            }
-            self.timer.as_mut().reset(deadline);
+        self.timer.set(self.last + self.timeout);
+        if self.timer.poll_expired(cx) {
+            Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no progress for {:?}", self.timeout),
+            ))
+        } else {
+            Poll::Pending
         }
     }
 }

@@ -11,12 +11,21 @@
 # and the functions that cost the most (inclusive and exclusive). Instruction counts do not
 # depend on what else the machine is doing, so two builds can be compared on a busy box.
 #
-# Settings (environment): REQUESTS (2000), BODY (a request body; the default one-message
-# chat), PORT_BASE (18280: three ports from it), SKIP_BUILD=1, TOP (25 functions).
+# PROXY=nginx measures nginx instead, the load benchmark's yardstick, the same way: one
+# process (`master_process off`), configured as in the benchmark (nginx.conf.template).
+#
+# SATURATE=1 drives it in a closed loop over 64 connections instead, for as long as
+# REQUESTS would take at 200 req/s: busy all along, as in the saturation runs, so the
+# event loop's cost is shared by the requests each turn finds ready.
+#
+# Settings (environment): PROXY (modelgate or nginx), SATURATE, REQUESTS (2000), BODY (a request
+# body; the default one-message chat), PORT_BASE (18280: four ports from it), SKIP_BUILD=1,
+# TOP (25 functions).
 # Output: the summary on stdout; the callgrind file and logs in <target dir>/callgrind/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+PROXY=${PROXY:-modelgate}
 REQUESTS=${REQUESTS:-2000}
 PORT_BASE=${PORT_BASE:-18280}
 TOP=${TOP:-25}
@@ -29,6 +38,11 @@ die() {
     exit 1
 }
 command -v valgrind >/dev/null 2>&1 || die "valgrind is needed (apt-get install valgrind)"
+case "$PROXY" in
+modelgate) ;;
+nginx) command -v nginx >/dev/null 2>&1 || die "nginx is needed (apt-get install nginx)" ;;
+*) die "PROXY is modelgate or nginx, not $PROXY" ;;
+esac
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     cargo build --release -p modelgate-tests --bins -p modelgate-operator -p modelgate-dataplane
@@ -52,7 +66,21 @@ trap cleanup EXIT
 "$bin/fast-upstream" --listen "127.0.0.1:$p_upstream" >"$work/upstream.log" 2>&1 &
 pids+=($!)
 
-cat >"$work/manifests/bench.yaml" <<EOF
+if [ "$PROXY" = nginx ]; then
+    mkdir -p "$work/nginx"
+    user_line=""
+    if [ "$(id -u)" = 0 ]; then
+        user_line="user root;"
+    fi
+    sed -e "s|@USER@|$user_line|" -e "s|@WORKERS@|1|" -e "s|@DIR@|$work/nginx|g" \
+        -e "s|@UPSTREAM@|127.0.0.1:$p_upstream|" -e "s|@LISTEN@|127.0.0.1:$p_public|" \
+        -e "s|^master_process on;|master_process off;|" \
+        tests/load/nginx.conf.template >"$work/nginx/nginx.conf"
+    valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$work/callgrind.out" \
+        nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e stderr >"$work/nginx.log" 2>&1 &
+else
+    cat >"$work/manifests/bench.yaml" <<EOF
 apiVersion: modelgate.dev/v1alpha1
 kind: ModelDeployment
 metadata:
@@ -63,13 +91,14 @@ spec:
     provider: openai-compatible
     apiBase: http://127.0.0.1:$p_upstream/v1
 EOF
-"$bin/modelgate-operator" check -f "$work/manifests" --print-table >"$work/table.json"
+    "$bin/modelgate-operator" check -f "$work/manifests" --print-table >"$work/table.json"
 
-MODELGATE_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
-    --callgrind-out-file="$work/callgrind.out" \
-    "$bin/modelgate-dataplane" --table-file "$work/table.json" --worker-threads 1 \
-    --listen "127.0.0.1:$p_public" --admin-listen "127.0.0.1:$p_admin" \
-    --metrics-listen "127.0.0.1:$((PORT_BASE + 3))" >"$work/dataplane.log" 2>&1 &
+    MODELGATE_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$work/callgrind.out" \
+        "$bin/modelgate-dataplane" --table-file "$work/table.json" --worker-threads 1 \
+        --listen "127.0.0.1:$p_public" --admin-listen "127.0.0.1:$p_admin" \
+        --metrics-listen "127.0.0.1:$((PORT_BASE + 3))" >"$work/dataplane.log" 2>&1 &
+fi
 vg=$!
 pids+=($vg)
 
@@ -83,14 +112,20 @@ for _ in $(seq 1 300); do
         -d '{"model":"bench","messages":[{"role":"user","content":"hi"}]}' "$url"; then
         break
     fi
-    kill -0 "$vg" 2>/dev/null || die "the data plane exited (log: $work/dataplane.log)"
+    kill -0 "$vg" 2>/dev/null || die "the proxy exited (logs in $work)"
     sleep 0.2
 done
 # Warm-up: connections opened, pools filled, lazy state made.
 "$bin/loadgen" --url "$url" -c 16 --rate 200 -d 3 --warmup 1 "${body_args[@]}" >/dev/null
 callgrind_control -i on "$vg" >/dev/null
 seconds=$(((REQUESTS + 199) / 200))
-"$bin/loadgen" --url "$url" -c 16 --rate 200 -d "$seconds" --warmup 0 "${body_args[@]}" >"$work/loadgen.json"
+if [ "${SATURATE:-0}" = 1 ]; then
+    # Closed loop over 64 connections: the proxy always busy, as in the saturation runs
+    # (its event-loop turns are shared by the requests each one finds ready).
+    "$bin/loadgen" --url "$url" -c 64 -d "$seconds" --warmup 0 "${body_args[@]}" >"$work/loadgen.json"
+else
+    "$bin/loadgen" --url "$url" -c 16 --rate 200 -d "$seconds" --warmup 0 "${body_args[@]}" >"$work/loadgen.json"
+fi
 callgrind_control -i off "$vg" >/dev/null
 callgrind_control -d "$vg" >/dev/null
 kill -TERM "$vg" 2>/dev/null || true
@@ -100,7 +135,7 @@ requests=$(grep -oE '"requests":[0-9]+' "$work/loadgen.json" | cut -d: -f2)
 out="$work/callgrind.out.1"
 total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ && !seen {gsub(",", "", $1); print $1; seen = 1}')
 [ -n "$total" ] && [ "${requests:-0}" -gt 0 ] || die "no totals (see $work)"
-echo "requests: $requests, instructions: $total, per request: $((total / requests))"
+echo "$PROXY: requests: $requests, instructions: $total, per request: $((total / requests))"
 echo
 echo "inclusive (top $TOP):"
 callgrind_annotate --inclusive=yes "$out" 2>/dev/null | sed -n '/file:function/,$p' | sed -n "2,$((TOP + 1))p"

@@ -20,6 +20,8 @@ use http::{Method, StatusCode, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 pub use crate::headers::RawHeaders;
+use crate::headers::{FIELD, put_field};
+use crate::timer::LazyTimer;
 
 /// The largest answer head read (status line and headers).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -156,31 +158,40 @@ pub(crate) fn offsets(buf: &[u8], len: usize, part: &[u8]) -> Option<(u32, u32)>
     }
 }
 
-/// One copy of a parsed head (the first `len` bytes of `buf`), and of the body after it
-/// when `framing` gives its length and all of it is in `buf`: the copy, and that body as a
-/// slice of it. The copy is made in `heads`, the connection's buffer for them: once the
-/// previous head's pieces are dropped, the next one reuses its memory (no allocation per
-/// head).
+/// One copy of a parsed head (the first `len` bytes of `buf`) behind its fields' table
+/// (see [`RawHeaders`]; `fields` are the fields' ranges in `buf`), and of the body after it
+/// when `framing` gives its length and all of it is in `buf`: the copy, that body as a
+/// slice of it, and where the head starts in it. The copy is made in `heads`, the
+/// connection's buffer for them: once the previous head's pieces are dropped, the next one
+/// reuses its memory (no allocation per head).
 pub(crate) fn copy_head(
     buf: &[u8],
     len: usize,
     framing: &Framing,
     heads: &mut BytesMut,
-) -> (Bytes, Option<Bytes>) {
+    fields: impl ExactSizeIterator<Item = (u32, u32, u32, u32)>,
+) -> (Bytes, Option<Bytes>, usize) {
     let whole = match *framing {
         Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
         _ => None,
     };
-    let n = len + whole.unwrap_or(0);
+    let base = fields.len() * FIELD;
+    let copied = len + whole.unwrap_or(0);
+    let n = base + copied;
     heads.reserve(n);
     if heads.capacity() > KEEP_HEADS && n <= KEEP_HEADS {
         // A large head's memory is not kept for the small ones after it.
         *heads = BytesMut::with_capacity(n);
     }
-    heads.extend_from_slice(&buf[..n]);
+    let shift = u32::try_from(base).unwrap_or(u32::MAX);
+    for (ns, ne, vs, ve) in fields {
+        let at = |o: u32| o.saturating_add(shift);
+        put_field(heads, (at(ns), at(ne), at(vs), at(ve)));
+    }
+    heads.extend_from_slice(&buf[..copied]);
     let shared = heads.split().freeze();
-    let whole = whole.map(|n| shared.slice(len..len + n));
-    (shared, whole)
+    let whole = whole.map(|w| shared.slice(base + len..base + len + w));
+    (shared, whole, base)
 }
 
 /// Appends `n` in `radix` (10 or 16, lower-case), without the formatting machinery.
@@ -375,15 +386,15 @@ pub(crate) fn parse_head(
     } else {
         Version::HTTP_11
     };
-    // One copy of the head; the fields are ranges of it.
-    let at = |part: &[u8]| offsets(buf, len, part).ok_or(ExchangeError::Header("value"));
-    let mut fields = Vec::with_capacity(parsed.headers.len());
+    // One copy of the head; the fields are ranges of it (checked here, written with the
+    // copy).
+    let at = |part: &[u8]| offsets(buf, len, part);
     let mut framing_headers = FramingHeaders::default();
     for h in parsed.headers.iter() {
         framing_headers.read(h.name.as_bytes(), h.value);
-        let (ns, ne) = at(h.name.as_bytes())?;
-        let (vs, ve) = at(h.value)?;
-        fields.push((ns, ne, vs, ve));
+        if at(h.name.as_bytes()).is_none() || at(h.value).is_none() {
+            return Err(ExchangeError::Header("value"));
+        }
     }
     let FramingHeaders {
         length,
@@ -422,8 +433,14 @@ pub(crate) fn parse_head(
         }
     };
     // One copy of the head, and of the body when all of it came with the head.
-    let (shared, whole) = copy_head(buf, len, &framing, heads);
-    let headers = RawHeaders::new(shared, fields);
+    let fields = parsed.headers.iter().map(|h| {
+        let (ns, ne) = at(h.name.as_bytes()).unwrap_or_default();
+        let (vs, ve) = at(h.value).unwrap_or_default();
+        (ns, ne, vs, ve)
+    });
+    let count = fields.len();
+    let (shared, whole, _) = copy_head(buf, len, &framing, heads, fields);
+    let headers = RawHeaders::from_table(shared, count);
     Ok(Some((
         Head {
             status,
@@ -626,6 +643,9 @@ pub(crate) struct Conn<T> {
     pub(crate) buf: ReadBuf,
     /// Where answer heads are copied (see [`copy_head`]).
     heads: BytesMut,
+    /// The deadline of the exchange under way, if it has one: registered once for the
+    /// connection's life, not per request.
+    pub(crate) timer: LazyTimer,
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
@@ -635,6 +655,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
             io,
             buf: ReadBuf::default(),
             heads: BytesMut::new(),
+            timer: LazyTimer::new(),
         }
     }
 
@@ -667,6 +688,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Conn<T> {
                 .map_err(ExchangeError::Write)?;
         }
         self.io.flush().await.map_err(ExchangeError::Write)
+    }
+
+    /// Writes a request (see [`Conn::write`]) and reads its answer's head.
+    pub(crate) async fn exchange(
+        &mut self,
+        head: &[u8],
+        body: &[u8],
+        coalesced: bool,
+        method: &Method,
+    ) -> Result<Head, ExchangeError> {
+        self.write(head, body, coalesced).await?;
+        self.read_head(method).await
     }
 
     /// Reads the answer's head (skipping informational answers).

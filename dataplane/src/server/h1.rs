@@ -39,7 +39,6 @@ use http::{Method, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
 
 use super::{ExtraHead, IdleIo, IntoAnswer, Limits};
 use crate::body::{Body, BoxError, RequestBody};
@@ -48,6 +47,7 @@ use crate::client::h1::{
 };
 use crate::errors::ApiError;
 use crate::headers::RawHeaders;
+use crate::timer::LazyTimer;
 
 /// Header slots parsed on the stack; a `max_headers` above this takes a heap array.
 const STACK_HEADERS: usize = 128;
@@ -218,14 +218,12 @@ pub(crate) fn parse_head(
     let range = |part: &[u8]| offsets(buf, len, part);
     let target = range(parsed.path.unwrap_or("").as_bytes())
         .ok_or(HeadError::Malformed("invalid request target"))?;
-    let mut fields = Vec::with_capacity(parsed.headers.len());
     let mut framing = RequestFraming::default();
     for h in parsed.headers.iter() {
         framing.read(h.name.as_bytes(), h.value)?;
-        let (Some((ns, ne)), Some((vs, ve))) = (range(h.name.as_bytes()), range(h.value)) else {
+        if range(h.name.as_bytes()).is_none() || range(h.value).is_none() {
             return Err(HeadError::Malformed("invalid header field"));
-        };
-        fields.push((ns, ne, vs, ve));
+        }
     }
     let RequestFraming {
         length,
@@ -249,14 +247,20 @@ pub(crate) fn parse_head(
         }
         (None, length) => Framing::Length(length.unwrap_or(0)),
     };
-    let (shared, whole) = copy_head(buf, len, &body, heads);
-    let target = target.0 as usize..target.1 as usize;
+    let fields = parsed.headers.iter().map(|h| {
+        let (ns, ne) = range(h.name.as_bytes()).unwrap_or_default();
+        let (vs, ve) = range(h.value).unwrap_or_default();
+        (ns, ne, vs, ve)
+    });
+    let count = fields.len();
+    let (shared, whole, base) = copy_head(buf, len, &body, heads, fields);
+    let target = base + target.0 as usize..base + target.1 as usize;
     let uri = match known_target(&shared[target.clone()]) {
         Some(uri) => uri,
         None => Uri::from_maybe_shared(shared.slice(target))
             .map_err(|_| HeadError::Malformed("invalid request target"))?,
     };
-    let headers = RawHeaders::new(shared, fields);
+    let headers = RawHeaders::from_table(shared, count);
     let keep_alive = if version == Version::HTTP_11 {
         !close
     } else {
@@ -383,46 +387,6 @@ fn known_target(target: &[u8]) -> Option<Uri> {
         std::sync::LazyLock::new(|| PATHS.map(Uri::from_static));
     let i = PATHS.iter().position(|p| p.as_bytes() == target)?;
     KNOWN.get(i).cloned()
-}
-
-/// A deadline checked by a timer that is registered once and moved only when it fires
-/// before the deadline (deadlines only move later, so that is at most once per timeout).
-struct LazyTimer {
-    sleep: Option<Pin<Box<Sleep>>>,
-    deadline: Instant,
-}
-
-impl LazyTimer {
-    fn new() -> Self {
-        LazyTimer {
-            sleep: None,
-            deadline: Instant::now(),
-        }
-    }
-
-    fn set(&mut self, deadline: Instant) {
-        self.deadline = deadline;
-    }
-
-    /// True once the deadline has passed; else the task is woken when it might have.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = self.deadline;
-        let sleep = self
-            .sleep
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-        if deadline < sleep.deadline() {
-            sleep.as_mut().reset(deadline);
-        }
-        loop {
-            if sleep.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            if deadline <= Instant::now() {
-                return true;
-            }
-            sleep.as_mut().reset(deadline);
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1213,37 +1177,6 @@ mod tests {
         ] {
             assert!(known_target(other.as_bytes()).is_none(), "{other}");
         }
-    }
-
-    #[test]
-    fn lazy_timers_only_move_forward_when_they_fire() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .expect("runtime");
-        rt.block_on(async {
-            let mut timer = LazyTimer::new();
-            let start = Instant::now();
-            timer.set(start + Duration::from_secs(10));
-            let mut cx = Context::from_waker(Waker::noop());
-            assert!(!timer.poll_expired(&mut cx));
-            // Moved later before it fires: the registered timer stays where it was.
-            tokio::time::advance(Duration::from_secs(5)).await;
-            timer.set(Instant::now() + Duration::from_secs(10));
-            assert!(!timer.poll_expired(&mut cx));
-            tokio::time::advance(Duration::from_secs(6)).await;
-            // The first timer fired at 10 s; the deadline is at 15 s: not expired.
-            assert!(!timer.poll_expired(&mut cx));
-            tokio::time::advance(Duration::from_secs(4)).await;
-            assert!(timer.poll_expired(&mut cx));
-            // Moved earlier: taken at once.
-            timer.set(Instant::now() + Duration::from_secs(100));
-            assert!(!timer.poll_expired(&mut cx));
-            timer.set(Instant::now() + Duration::from_secs(1));
-            tokio::time::advance(Duration::from_secs(1)).await;
-            assert!(timer.poll_expired(&mut cx));
-        });
     }
 
     #[test]
