@@ -906,11 +906,10 @@ async fn attempt(
             )))
         };
         // The head within the deadline (the upstream connection's timer checks it).
-        let answer = match client.request_at(req, started, Some(deadline)).await {
-            Ok(answer) => answer,
-            Err(RequestError::TimedOut) => return Err(timed_out()),
-            Err(e) => return Err(connect_failure(e)),
-        };
+        let answer = client
+            .request_at(req, started, Some(deadline))
+            .await
+            .map_err(|e| request_failure(e, timed_out))?;
         // When the answer came: for the pool, the deployment's latency and the metrics
         // (one clock read).
         let at = Instant::now();
@@ -981,11 +980,10 @@ async fn attempt(
             d.id, d.timeouts.stream_first_byte_ms
         )))
     };
-    let resp = match client.request_at(req, now, Some(deadline)).await {
-        Ok(r) => r,
-        Err(RequestError::TimedOut) => return Err(timed_out()),
-        Err(e) => return Err(connect_failure(e)),
-    };
+    let resp = client
+        .request_at(req, now, Some(deadline))
+        .await
+        .map_err(|e| request_failure(e, timed_out))?;
     let crate::client::Answer {
         status,
         headers,
@@ -1402,10 +1400,15 @@ fn tokio_stream_from(
     .boxed()
 }
 
-fn connect_failure(e: crate::client::RequestError) -> Failure {
-    Failure::retryable(ApiError::bad_gateway(format!(
-        "upstream connection failed: {e}"
-    )))
+/// A request that got no answer head: `timed_out` when its deadline passed, else the
+/// connection's failure.
+fn request_failure(e: RequestError, timed_out: impl FnOnce() -> Failure) -> Failure {
+    match e {
+        RequestError::TimedOut => timed_out(),
+        e => Failure::retryable(ApiError::bad_gateway(format!(
+            "upstream connection failed: {e}"
+        ))),
+    }
 }
 
 async fn read_upstream(mut body: UpstreamBody, limit: usize) -> Result<Bytes, Failure> {

@@ -24,6 +24,8 @@
 # Output: the summary on stdout; the callgrind file and logs in <target dir>/callgrind/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/load/nginx-conf.sh
+source tests/load/nginx-conf.sh
 
 PROXY=${PROXY:-modelgate}
 REQUESTS=${REQUESTS:-2000}
@@ -67,15 +69,7 @@ trap cleanup EXIT
 pids+=($!)
 
 if [ "$PROXY" = nginx ]; then
-    mkdir -p "$work/nginx"
-    user_line=""
-    if [ "$(id -u)" = 0 ]; then
-        user_line="user root;"
-    fi
-    sed -e "s|@USER@|$user_line|" -e "s|@WORKERS@|1|" -e "s|@DIR@|$work/nginx|g" \
-        -e "s|@UPSTREAM@|127.0.0.1:$p_upstream|" -e "s|@LISTEN@|127.0.0.1:$p_public|" \
-        -e "s|^master_process on;|master_process off;|" \
-        tests/load/nginx.conf.template >"$work/nginx/nginx.conf"
+    nginx_conf "$work/nginx" 1 "127.0.0.1:$p_upstream" "127.0.0.1:$p_public" off
     valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$work/callgrind.out" \
         nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e stderr >"$work/nginx.log" 2>&1 &

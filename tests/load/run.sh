@@ -37,6 +37,8 @@
 # stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/load/nginx-conf.sh
+source tests/load/nginx-conf.sh
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
@@ -234,14 +236,7 @@ start upstream "$cpu_client" "$bin/fast-upstream" --listen "127.0.0.1:$p_upstrea
 pid_upstream=$started
 wait_ready upstream "$pid_upstream" "http://127.0.0.1:$p_upstream/v1/chat/completions"
 
-mkdir -p "$work/nginx"
-user_line=""
-if [ "$(id -u)" = 0 ]; then
-    user_line="user root;"
-fi
-sed -e "s|@USER@|$user_line|" -e "s|@WORKERS@|$nginx_workers|" -e "s|@DIR@|$work/nginx|g" \
-    -e "s|@UPSTREAM@|127.0.0.1:$p_upstream|" -e "s|@LISTEN@|127.0.0.1:$p_nginx|" \
-    tests/load/nginx.conf.template >"$work/nginx/nginx.conf"
+nginx_conf "$work/nginx" "$nginx_workers" "127.0.0.1:$p_upstream" "127.0.0.1:$p_nginx" on
 start nginx "$cpu_proxy" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e stderr
 pid_nginx=$started
 wait_ready nginx "$pid_nginx" "http://127.0.0.1:$p_nginx/v1/chat/completions"

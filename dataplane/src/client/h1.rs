@@ -158,19 +158,19 @@ pub(crate) fn offsets(buf: &[u8], len: usize, part: &[u8]) -> Option<(u32, u32)>
     }
 }
 
-/// One copy of a parsed head (the first `len` bytes of `buf`) behind its fields' table
-/// (see [`RawHeaders`]; `fields` are the fields' ranges in `buf`), and of the body after it
-/// when `framing` gives its length and all of it is in `buf`: the copy, that body as a
-/// slice of it, and where the head starts in it. The copy is made in `heads`, the
-/// connection's buffer for them: once the previous head's pieces are dropped, the next one
-/// reuses its memory (no allocation per head).
+/// One copy of a parsed head (the first `len` bytes of `buf`) behind the table of its
+/// `fields` (see [`RawHeaders`]), and of the body after it when `framing` gives its length
+/// and all of it is in `buf`: the copy, that body as a slice of it, and where the head
+/// starts in it; `None` when a field does not lie in the head. The copy is made in
+/// `heads`, the connection's buffer for them: once the previous head's pieces are dropped,
+/// the next one reuses its memory (no allocation per head).
 pub(crate) fn copy_head(
     buf: &[u8],
     len: usize,
     framing: &Framing,
     heads: &mut BytesMut,
-    fields: impl ExactSizeIterator<Item = (u32, u32, u32, u32)>,
-) -> (Bytes, Option<Bytes>, usize) {
+    fields: &[httparse::Header<'_>],
+) -> Option<(Bytes, Option<Bytes>, usize)> {
     let whole = match *framing {
         Framing::Length(n) if n > 0 && ((buf.len() - len) as u64) >= n => usize::try_from(n).ok(),
         _ => None,
@@ -183,15 +183,23 @@ pub(crate) fn copy_head(
         // A large head's memory is not kept for the small ones after it.
         *heads = BytesMut::with_capacity(n);
     }
-    let shift = u32::try_from(base).unwrap_or(u32::MAX);
-    for (ns, ne, vs, ve) in fields {
-        let at = |o: u32| o.saturating_add(shift);
-        put_field(heads, (at(ns), at(ne), at(vs), at(ve)));
+    let shift = u32::try_from(base).ok()?;
+    let at = |part: &[u8]| {
+        let (start, end) = offsets(buf, len, part)?;
+        Some((start.checked_add(shift)?, end.checked_add(shift)?))
+    };
+    let start = heads.len();
+    for h in fields {
+        let (Some((ns, ne)), Some((vs, ve))) = (at(h.name.as_bytes()), at(h.value)) else {
+            heads.truncate(start);
+            return None;
+        };
+        put_field(heads, (ns, ne, vs, ve));
     }
     heads.extend_from_slice(&buf[..copied]);
     let shared = heads.split().freeze();
     let whole = whole.map(|w| shared.slice(base + len..base + len + w));
-    (shared, whole, base)
+    Some((shared, whole, base))
 }
 
 /// Appends `n` in `radix` (10 or 16, lower-case), without the formatting machinery.
@@ -386,15 +394,9 @@ pub(crate) fn parse_head(
     } else {
         Version::HTTP_11
     };
-    // One copy of the head; the fields are ranges of it (checked here, written with the
-    // copy).
-    let at = |part: &[u8]| offsets(buf, len, part);
     let mut framing_headers = FramingHeaders::default();
     for h in parsed.headers.iter() {
         framing_headers.read(h.name.as_bytes(), h.value);
-        if at(h.name.as_bytes()).is_none() || at(h.value).is_none() {
-            return Err(ExchangeError::Header("value"));
-        }
     }
     let FramingHeaders {
         length,
@@ -432,15 +434,11 @@ pub(crate) fn parse_head(
             Framing::Close
         }
     };
-    // One copy of the head, and of the body when all of it came with the head.
-    let fields = parsed.headers.iter().map(|h| {
-        let (ns, ne) = at(h.name.as_bytes()).unwrap_or_default();
-        let (vs, ve) = at(h.value).unwrap_or_default();
-        (ns, ne, vs, ve)
-    });
-    let count = fields.len();
-    let (shared, whole, _) = copy_head(buf, len, &framing, heads, fields);
-    let headers = RawHeaders::from_table(shared, count);
+    // One copy of the head, its fields' table, and the body when all of it came with the
+    // head.
+    let (shared, whole, _) = copy_head(buf, len, &framing, heads, parsed.headers)
+        .ok_or(ExchangeError::Header("value"))?;
+    let headers = RawHeaders::from_table(shared, parsed.headers.len());
     Ok(Some((
         Head {
             status,

@@ -215,15 +215,11 @@ pub(crate) fn parse_head(
     // One copy of the head (and of the body when it came whole with it); the target and
     // the body are slices of it, the header fields ranges in it (httparse checked their
     // names and values).
-    let range = |part: &[u8]| offsets(buf, len, part);
-    let target = range(parsed.path.unwrap_or("").as_bytes())
+    let target = offsets(buf, len, parsed.path.unwrap_or("").as_bytes())
         .ok_or(HeadError::Malformed("invalid request target"))?;
     let mut framing = RequestFraming::default();
     for h in parsed.headers.iter() {
         framing.read(h.name.as_bytes(), h.value)?;
-        if range(h.name.as_bytes()).is_none() || range(h.value).is_none() {
-            return Err(HeadError::Malformed("invalid header field"));
-        }
     }
     let RequestFraming {
         length,
@@ -247,20 +243,15 @@ pub(crate) fn parse_head(
         }
         (None, length) => Framing::Length(length.unwrap_or(0)),
     };
-    let fields = parsed.headers.iter().map(|h| {
-        let (ns, ne) = range(h.name.as_bytes()).unwrap_or_default();
-        let (vs, ve) = range(h.value).unwrap_or_default();
-        (ns, ne, vs, ve)
-    });
-    let count = fields.len();
-    let (shared, whole, base) = copy_head(buf, len, &body, heads, fields);
+    let (shared, whole, base) = copy_head(buf, len, &body, heads, parsed.headers)
+        .ok_or(HeadError::Malformed("invalid header field"))?;
     let target = base + target.0 as usize..base + target.1 as usize;
     let uri = match known_target(&shared[target.clone()]) {
         Some(uri) => uri,
         None => Uri::from_maybe_shared(shared.slice(target))
             .map_err(|_| HeadError::Malformed("invalid request target"))?,
     };
-    let headers = RawHeaders::from_table(shared, count);
+    let headers = RawHeaders::from_table(shared, parsed.headers.len());
     let keep_alive = if version == Version::HTTP_11 {
         !close
     } else {
