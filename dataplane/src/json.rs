@@ -91,12 +91,12 @@ fn stops(word: u64) -> u64 {
 }
 
 /// The first byte at or after `i` that ends a run of plain string bytes, or the end.
-/// Most strings are short: their first sixteen bytes are tested eight at a time (SWAR);
+/// Most strings are short: their first thirty-two bytes are tested eight at a time (SWAR);
 /// a longer run is searched with `memchr` for its quote or backslash, and checked for
 /// control characters in one vectorised pass.
 #[inline(always)]
 fn plain_run(b: &[u8], mut i: usize) -> usize {
-    for _ in 0..2 {
+    for _ in 0..4 {
         let Some(chunk) = b.get(i..i + 8) else {
             while let Some(c) = b.get(i) {
                 if STRING_STOP[usize::from(*c)] {
