@@ -220,7 +220,9 @@ fn measured(
         };
         let started = Instant::now();
         let guard = metrics.start();
-        let (resp, outcome) = server::public_with_outcome(Arc::clone(app), req, started).await;
+        // Pinned where it is made: awaited as a temporary, the future was copied twice.
+        let (resp, outcome) =
+            std::pin::pin!(server::public_with_outcome(Arc::clone(app), req, started)).await;
         drop(guard);
         // The answer's time as the proxy read it (no second clock read), else now.
         let latency = outcome

@@ -905,9 +905,9 @@ async fn attempt(
                 d.id, d.timeouts.request_ms
             )))
         };
-        // The head within the deadline (the upstream connection's timer checks it).
-        let answer = client
-            .request_at(req, started, Some(deadline))
+        // The head within the deadline (the upstream connection's timer checks it). Pinned
+        // where it is made: awaited as a temporary, the future was copied twice.
+        let answer = std::pin::pin!(client.request_at(req, started, Some(deadline)))
             .await
             .map_err(|e| request_failure(e, timed_out))?;
         // When the answer came: for the pool, the deployment's latency and the metrics
@@ -980,8 +980,7 @@ async fn attempt(
             d.id, d.timeouts.stream_first_byte_ms
         )))
     };
-    let resp = client
-        .request_at(req, now, Some(deadline))
+    let resp = std::pin::pin!(client.request_at(req, now, Some(deadline)))
         .await
         .map_err(|e| request_failure(e, timed_out))?;
     let crate::client::Answer {
