@@ -111,7 +111,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let watcher = tokio::spawn(watch(Arc::clone(&app), args.clone()));
     tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
+        modelgate_dataplane::server::shutdown_signal().await;
         let _ = tx.send(true);
     });
     modelgate_dataplane::run(app, &config, listeners, rx).await;

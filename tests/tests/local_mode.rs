@@ -1,5 +1,6 @@
 //! `modelgate-operator local` as a user runs it: the quickstart served over HTTP, edits
-//! picked up without a restart, and a broken edit leaving the last good table serving.
+//! picked up without a restart, a broken edit leaving the last good table serving, and
+//! SIGTERM (what a container runtime or a supervisor sends) stopping it cleanly.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -89,7 +90,7 @@ fn local_mode_serves_reloads_and_survives_a_broken_edit() {
             }
         });
     }
-    let _gateway = Gateway(child);
+    let mut gateway = Gateway(child);
     wait_until("readiness", || {
         http(port, "GET", "/health/readiness", "").is_some_and(|(s, _)| s == 200)
     });
@@ -132,5 +133,24 @@ fn local_mode_serves_reloads_and_survives_a_broken_edit() {
     .expect("chat");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("added"), "{body}");
+
+    // SIGTERM drains and exits 0, as Ctrl-C does (not killed by the signal).
+    let term = Command::new("kill")
+        .args(["-TERM", &gateway.0.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = gateway.0.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running 20 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "exit after SIGTERM: {exit:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
