@@ -41,6 +41,11 @@ def test_dockerfile(component: str) -> None:
     package = f"modelgate-{component}"
     runs = " ".join(rest for word, rest in ins if word == "RUN")
     assert f"cargo build --release --locked -p {package} --bin {package}" in runs
+    if component == "dataplane":
+        # Profile-guided by default (what BENCHMARKS.md measures), plain with PGO=0.
+        assert args["PGO"] == "1"
+        assert "tests/load/pgo.sh" in runs and "target/pgo/bin/modelgate-dataplane" in runs
+        assert (ROOT / "tests/load/pgo.sh").stat().st_mode & 0o111
     assert "SOURCE_DATE_EPOCH" in args
     # The runtime stage: distroless, non-root, no shell needed, exec-form entrypoint.
     assert froms[1] == "${RUNTIME_IMAGE}" and "distroless" in args["RUNTIME_IMAGE"]

@@ -18,9 +18,12 @@
 # REQUESTS would take at 200 req/s: busy all along, as in the saturation runs, so the
 # event loop's cost is shared by the requests each turn finds ready.
 #
+# PGO=1 (the default) measures Modelgate as the load benchmark and the images build it,
+# with profile-guided optimisation (tests/load/pgo.sh); PGO=0 a plain release build.
+#
 # Settings (environment): PROXY (modelgate or nginx), SATURATE, REQUESTS (2000), BODY (a request
-# body; the default one-message chat), PORT_BASE (18280: four ports from it), SKIP_BUILD=1,
-# TOP (25 functions).
+# body; the default one-message chat), PORT_BASE (18280: four ports from it), PGO (1),
+# SKIP_BUILD=1, TOP (25 functions).
 # Output: the summary on stdout; the callgrind file and logs in <target dir>/callgrind/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,6 +34,7 @@ PROXY=${PROXY:-modelgate}
 REQUESTS=${REQUESTS:-2000}
 PORT_BASE=${PORT_BASE:-18280}
 TOP=${TOP:-25}
+PGO=${PGO:-1}
 p_upstream=$PORT_BASE
 p_public=$((PORT_BASE + 1))
 p_admin=$((PORT_BASE + 2))
@@ -47,11 +51,23 @@ nginx) command -v nginx >/dev/null 2>&1 || die "nginx is needed (apt-get install
 esac
 
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    cargo build --release -p modelgate-tests --bins -p modelgate-operator -p modelgate-dataplane
+    cargo build --release --locked -p modelgate-tests --bins
+    if [ "$PGO" = 1 ]; then
+        tests/load/pgo.sh
+    else
+        cargo build --release --locked -p modelgate-operator -p modelgate-dataplane
+    fi
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 bin="$target_dir/release"
+mg_bin="$bin"
+if [ "$PGO" = 1 ]; then
+    mg_bin="$target_dir/pgo/bin"
+fi
+for b in "$bin/loadgen" "$bin/fast-upstream" "$mg_bin/modelgate-operator" "$mg_bin/modelgate-dataplane"; do
+    [ -x "$b" ] || die "$b is missing (run without SKIP_BUILD)"
+done
 work="$target_dir/callgrind"
 rm -rf "$work"
 mkdir -p "$work/manifests"
@@ -85,11 +101,11 @@ spec:
     provider: openai-compatible
     apiBase: http://127.0.0.1:$p_upstream/v1
 EOF
-    "$bin/modelgate-operator" check -f "$work/manifests" --print-table >"$work/table.json"
+    "$mg_bin/modelgate-operator" check -f "$work/manifests" --print-table >"$work/table.json"
 
     MODELGATE_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
         --callgrind-out-file="$work/callgrind.out" \
-        "$bin/modelgate-dataplane" --table-file "$work/table.json" --worker-threads 1 \
+        "$mg_bin/modelgate-dataplane" --table-file "$work/table.json" --worker-threads 1 \
         --listen "127.0.0.1:$p_public" --admin-listen "127.0.0.1:$p_admin" \
         --metrics-listen "127.0.0.1:$((PORT_BASE + 3))" >"$work/dataplane.log" 2>&1 &
 fi

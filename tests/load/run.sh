@@ -3,7 +3,8 @@
 #
 #   tests/load/run.sh
 #
-# Builds the release binaries, installs nginx (Debian package) when missing, starts a fast
+# Builds the release binaries (Modelgate's with profile-guided optimisation, as the images
+# ship it: tests/load/pgo.sh), installs nginx (Debian package) when missing, starts a fast
 # mock upstream (`fast-upstream`), nginx as a plain reverse proxy in front of it, and the
 # Modelgate data plane (`modelgate-operator local` on a one-deployment manifest pointing at
 # the same upstream), then measures with `loadgen`, in the same run:
@@ -31,7 +32,8 @@
 # run at 64 connections with a prompt that size; 0: none), DEPLOYMENTS (10000), PORT_BASE
 # (18080: six ports from it), LAYOUT (split|float), ROUNDS (3: each saturation run is
 # repeated, the targets interleaved, and the report gives the medians and, at 64
-# connections, the ratio to nginx in each round), SKIP_BUILD=1, SKIP_RSS=1.
+# connections, the ratio to nginx in each round), PGO (1: Modelgate built by
+# tests/load/pgo.sh; 0: a plain `cargo build --release`), SKIP_BUILD=1, SKIP_RSS=1.
 # Output: the report on stdout; results.jsonl, report.md and every log in
 # <target dir>/load-bench/. Everything listens on 127.0.0.1; every process started here is
 # stopped on exit.
@@ -50,6 +52,7 @@ DEPLOYMENTS=${DEPLOYMENTS:-10000}
 PORT_BASE=${PORT_BASE:-18080}
 LAYOUT=${LAYOUT:-split}
 ROUNDS=${ROUNDS:-3}
+PGO=${PGO:-1}
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 die() {
@@ -192,15 +195,30 @@ rss_of() {
 
 # ---- build and tools --------------------------------------------------------------------
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
-    step "cargo build --release (loadgen, fast-upstream, load-report, operator, data plane)"
-    cargo build --release -p modelgate-tests --bins -p modelgate-operator -p modelgate-dataplane
+    step "cargo build --release (loadgen, fast-upstream, load-report)"
+    cargo build --release --locked -p modelgate-tests --bins
+    if [ "$PGO" = 1 ]; then
+        step "tests/load/pgo.sh (operator and data plane, profile-guided)"
+        tests/load/pgo.sh
+    else
+        step "cargo build --release (operator, data plane)"
+        cargo build --release --locked -p modelgate-operator -p modelgate-dataplane
+    fi
 fi
 target_dir=$(cargo metadata --format-version 1 --no-deps |
     sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 [ -n "$target_dir" ] || die "cannot find cargo's target directory"
 bin="$target_dir/release"
-for b in loadgen fast-upstream load-report modelgate-operator modelgate-dataplane; do
-    [ -x "$bin/$b" ] || die "$bin/$b is missing (run without SKIP_BUILD)"
+if [ "$PGO" = 1 ]; then
+    mg_bin="$target_dir/pgo/bin"
+    mg_build="profile-guided (tests/load/pgo.sh)"
+else
+    mg_bin="$bin"
+    mg_build="plain release (PGO=0)"
+fi
+for b in "$bin/loadgen" "$bin/fast-upstream" "$bin/load-report" \
+    "$mg_bin/modelgate-operator" "$mg_bin/modelgate-dataplane"; do
+    [ -x "$b" ] || die "$b is missing (run without SKIP_BUILD)"
 done
 
 PATH="$PATH:/usr/sbin:/sbin"
@@ -259,11 +277,11 @@ spec:
     apiBase: http://127.0.0.1:$p_upstream/v1
 EOF
 metrics_flag=()
-if "$bin/modelgate-operator" local --help | grep -q -- --metrics-listen; then
+if "$mg_bin/modelgate-operator" local --help | grep -q -- --metrics-listen; then
     # Metrics on, as in a pod: every request is counted and timed.
     metrics_flag=(--metrics-listen "127.0.0.1:$p_metrics")
 fi
-MODELGATE_LOG=warn start modelgate "$cpu_proxy" "$bin/modelgate-operator" local \
+MODELGATE_LOG=warn start modelgate "$cpu_proxy" "$mg_bin/modelgate-operator" local \
     -f "$work/manifests" --listen "127.0.0.1:$p_modelgate" "${metrics_flag[@]}"
 pid_modelgate=$started
 wait_ready modelgate "$pid_modelgate" "http://127.0.0.1:$p_modelgate/v1/chat/completions"
@@ -360,7 +378,7 @@ if [ "${SKIP_RSS:-0}" != 1 ]; then
     }
 
     # 1. `operator local`: compiler and data plane in one process, as a user runs it.
-    MODELGATE_LOG=warn start fleet-local "$cpu_proxy" "$bin/modelgate-operator" local \
+    MODELGATE_LOG=warn start fleet-local "$cpu_proxy" "$mg_bin/modelgate-operator" local \
         -f "$work/fleet" --listen "127.0.0.1:$p_fleet"
     pid=$started
     wait_ready fleet-local "$pid" "http://127.0.0.1:$p_fleet/v1/chat/completions" model-00000 120
@@ -370,15 +388,15 @@ if [ "${SKIP_RSS:-0}" != 1 ]; then
 
     # 2. The data plane binary on the compiled table, as in a pod (the table holds no
     # credentials, so the redacted print is the whole table).
-    "$bin/modelgate-operator" check -f "$work/fleet" --print-table 2>"$work/check.log" |
+    "$mg_bin/modelgate-operator" check -f "$work/fleet" --print-table 2>"$work/check.log" |
         sed -n '/^{/,$p' >"$work/fleet-table.json" || die "check failed (log: $work/check.log)"
     [ -s "$work/fleet-table.json" ] || die "no table printed (log: $work/check.log)"
     dp_metrics=()
-    if "$bin/modelgate-dataplane" --help | grep -q -- --metrics-listen; then
+    if "$mg_bin/modelgate-dataplane" --help | grep -q -- --metrics-listen; then
         dp_metrics=(--metrics-listen "127.0.0.1:$p_metrics")
     fi
     echo "load-bench-token" >"$work/admin-token"
-    MODELGATE_LOG=warn start fleet-dataplane "$cpu_proxy" "$bin/modelgate-dataplane" \
+    MODELGATE_LOG=warn start fleet-dataplane "$cpu_proxy" "$mg_bin/modelgate-dataplane" \
         --table-file "$work/fleet-table.json" --listen "127.0.0.1:$p_fleet" \
         --admin-listen "127.0.0.1:$p_fleet_admin" --admin-token-file "$work/admin-token" \
         "${dp_metrics[@]}"
@@ -408,7 +426,7 @@ if [ -n "$(git status --porcelain -- dataplane operator 2>/dev/null)" ]; then
     commit="$commit + uncommitted changes in dataplane/ or operator/"
 fi
 {
-    echo "Load benchmark, $started_at, $(nproc) CPUs ($cpu_model), nginx $(nginx -v 2>&1 | sed 's|.*/||'), commit $commit"
+    echo "Load benchmark, $started_at, $(nproc) CPUs ($cpu_model), nginx $(nginx -v 2>&1 | sed 's|.*/||'), commit $commit, Modelgate build: $mg_build"
     echo "Layout: $LAYOUT$([ "$LAYOUT" = split ] && echo " (CPU 0: loadgen + fast-upstream; CPU 1: the proxy; nginx 1 worker, Modelgate 1 runtime thread)"); ${DURATION}s per run after ${WARMUP}s warm-up; saturation runs: $ROUNDS interleaved round(s)"
     echo "Machine load: load average (1/5/15 min) $load_before before, $load_after after the latency runs; background CPU use (3 s, all CPUs, benchmark idle) ${busy_before}% before, ${busy_after}% after"
     "$bin/load-report" "$results"
