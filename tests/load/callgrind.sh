@@ -29,6 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/load/nginx-conf.sh
 source tests/load/nginx-conf.sh
+# shellcheck source=tests/load/bench-manifest.sh
+source tests/load/bench-manifest.sh
 
 PROXY=${PROXY:-modelgate}
 REQUESTS=${REQUESTS:-2000}
@@ -90,17 +92,7 @@ if [ "$PROXY" = nginx ]; then
         --callgrind-out-file="$work/callgrind.out" \
         nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e stderr >"$work/nginx.log" 2>&1 &
 else
-    cat >"$work/manifests/bench.yaml" <<EOF
-apiVersion: modelgate.dev/v1alpha1
-kind: ModelDeployment
-metadata:
-  name: bench
-spec:
-  model: bench
-  upstream:
-    provider: openai-compatible
-    apiBase: http://127.0.0.1:$p_upstream/v1
-EOF
+    bench_manifest "$work/manifests/bench.yaml" "127.0.0.1:$p_upstream"
     "$mg_bin/modelgate-operator" check -f "$work/manifests" --print-table >"$work/table.json"
 
     MODELGATE_LOG=warn valgrind --tool=callgrind --instr-atstart=no \

@@ -29,6 +29,8 @@
 # Everything listens on 127.0.0.1; every process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/load/bench-manifest.sh
+source tests/load/bench-manifest.sh
 
 PORT_BASE=${PORT_BASE:-18680}
 TRAIN_SECONDS=${TRAIN_SECONDS:-3}
@@ -167,17 +169,7 @@ train() {
 
 "$bin/fast-upstream" --listen "127.0.0.1:$p_upstream" >"$work/upstream.log" 2>&1 &
 pids+=($!)
-cat >"$work/manifests/bench.yaml" <<EOF
-apiVersion: modelgate.dev/v1alpha1
-kind: ModelDeployment
-metadata:
-  name: bench
-spec:
-  model: bench
-  upstream:
-    provider: openai-compatible
-    apiBase: http://127.0.0.1:$p_upstream/v1
-EOF
+bench_manifest "$work/manifests/bench.yaml" "127.0.0.1:$p_upstream"
 
 step "training modelgate-operator local"
 LLVM_PROFILE_FILE="$pgo/raw/operator-%p-%m.profraw" MODELGATE_LOG=warn \

@@ -41,6 +41,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 # shellcheck source=tests/load/nginx-conf.sh
 source tests/load/nginx-conf.sh
+# shellcheck source=tests/load/bench-manifest.sh
+source tests/load/bench-manifest.sh
 
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-1}
@@ -261,21 +263,7 @@ wait_ready nginx "$pid_nginx" "http://127.0.0.1:$p_nginx/v1/chat/completions"
 # The master only supervises; the workers (its children) do the work.
 nginx_pids="$pid_nginx $(pgrep -P "$pid_nginx" | tr '\n' ' ')"
 
-mkdir -p "$work/manifests"
-cat >"$work/manifests/bench.yaml" <<EOF
-# The benchmark's one deployment: the fast upstream as an OpenAI-compatible server.
-# upstream.model is the public name, so the request body is forwarded as it came (no
-# rewrite), as nginx forwards it.
-apiVersion: modelgate.dev/v1alpha1
-kind: ModelDeployment
-metadata:
-  name: bench
-spec:
-  model: bench
-  upstream:
-    provider: openai-compatible
-    apiBase: http://127.0.0.1:$p_upstream/v1
-EOF
+bench_manifest "$work/manifests/bench.yaml" "127.0.0.1:$p_upstream"
 metrics_flag=()
 if "$mg_bin/modelgate-operator" local --help | grep -q -- --metrics-listen; then
     # Metrics on, as in a pod: every request is counted and timed.
