@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use modelgate_testkit::{binary, repo_path};
+use modelgate_testkit::{binary, exit_within, repo_path};
 
 struct Gateway(Child);
 
@@ -140,17 +140,8 @@ fn local_mode_serves_reloads_and_survives_a_broken_edit() {
         .status()
         .expect("kill");
     assert!(term.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let exit = loop {
-        if let Some(exit) = gateway.0.try_wait().expect("wait") {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running 20 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let exit = exit_within(&mut gateway.0, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("still running 20 s after SIGTERM"));
     assert!(exit.success(), "exit after SIGTERM: {exit:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

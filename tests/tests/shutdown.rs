@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use modelgate_operator::manifests::Manifests;
-use modelgate_testkit::{Dep, Manifest, binary, compile_ok, repo_path};
+use modelgate_testkit::{Dep, Manifest, binary, compile_ok, exit_within, repo_path};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -155,17 +155,8 @@ fn sigterm_turns_readiness_503_and_new_requests_go_elsewhere() {
     }
     assert!(rest.contains("data: [DONE]"), "the stream finished: {rest}");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = a.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod a did not exit after draining"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut a, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("pod a did not exit after draining"));
     assert!(status.success(), "{status}");
     assert!(
         get_status(a_metrics, "/health/readiness").is_none(),
@@ -281,17 +272,8 @@ fn sigterm_drains_streams_in_flight() {
     }
     assert!(rest.contains("data: [DONE]"), "the stream finished: {rest}");
 
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the data plane did not exit after draining"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(20))
+        .unwrap_or_else(|| panic!("the data plane did not exit after draining"));
     assert!(status.success(), "{status}");
     assert!(
         TcpStream::connect(("127.0.0.1", port)).is_err(),

@@ -13,7 +13,8 @@
 //! - [`manifest`]: manifest builders, compiled with the operator's compiler.
 //! - [`http`]: a small HTTP client (whole responses and SSE streams); [`raw`]: answers
 //!   read straight off a `TcpStream`.
-//! - [`pytest`]: runs a pytest suite of the repository as one Rust test.
+//! - [`pytest`]: runs a pytest suite of the repository as one Rust test; [`exit_within`]:
+//!   waits, bounded, for a child process to exit.
 //!
 //! Everything listens and connects on `127.0.0.1` only.
 
@@ -34,7 +35,7 @@ pub mod upstream;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, ExitStatus};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,21 @@ where
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Polls `child` every 50 ms until it exits or `within` passes; its exit status, or `None`
+/// while it still runs.
+pub fn exit_within(child: &mut Child, within: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for a child process") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -73,19 +73,12 @@ pub fn run(suite: &str, modules: &[&str], env: &[(&str, PathBuf)], deadline: Dur
     let mut child = command
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for pytest") {
-            break Some(status);
-        }
-        if started.elapsed() > deadline {
-            // The suites' processes are pytest's children and die with it
-            // (PR_SET_PDEATHSIG).
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = crate::exit_within(&mut child, deadline);
+    if status.is_none() {
+        // The suites' processes are pytest's children and die with it (PR_SET_PDEATHSIG).
+        let _ = child.kill();
+        let _ = child.wait();
+    }
     let output = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     let Some(status) = status else {
