@@ -1,4 +1,5 @@
-# Sourced by the load scripts (run.sh, callgrind.sh, pgo.sh): the benchmark's deployment.
+# Sourced by the load scripts (run.sh, callgrind.sh, pgo.sh, limits.sh): the benchmark's
+# deployment.
 #
 # bench_manifest FILE UPSTREAM writes FILE: one ModelDeployment, `bench`, serving the model
 # `bench` from the fast upstream at UPSTREAM (host:port) as an OpenAI-compatible server.

@@ -18,6 +18,8 @@
 # process started here is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=tests/load/bench-manifest.sh
+source tests/load/bench-manifest.sh
 
 DURATION=${DURATION:-5}
 WARMUP=${WARMUP:-1}
@@ -67,16 +69,8 @@ for mode in none local redis; do
     rpm: 1000000000
     tpm: 1000000000000"
     fi
-    cat >"$dir/bench.yaml" <<EOF
-apiVersion: modelgate.dev/v1alpha1
-kind: ModelDeployment
-metadata:
-  name: bench
-spec:
-  model: bench
-  upstream:
-    provider: openai-compatible
-    apiBase: http://127.0.0.1:$p_up/v1
+    bench_manifest "$dir/bench.yaml" "127.0.0.1:$p_up"
+    cat >>"$dir/bench.yaml" <<EOF
   healthCheck:
     enabled: false
 $limits

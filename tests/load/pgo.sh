@@ -163,8 +163,10 @@ train() {
     done
     curl -sf -o /dev/null -m 5 "http://127.0.0.1:$p_metrics/metrics" ||
         die "the metrics scrape failed during training ($label)"
-    grep -q '"errors":0' "$work/$label-64.json" "$work/$label-stream.json" ||
-        die "training requests failed ($label; see $work)"
+    local run
+    for run in "$work/$label"-*.json; do
+        grep -q '"errors":0' "$run" || die "training requests failed ($run)"
+    done
 }
 
 "$bin/fast-upstream" --listen "127.0.0.1:$p_upstream" >"$work/upstream.log" 2>&1 &
